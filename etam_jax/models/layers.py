@@ -10,6 +10,7 @@ mesh. The names used: ``embed`` (model width), ``mlp`` (hidden width),
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -87,3 +88,14 @@ def param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], 
     """A bare parameter (tokens, embeddings), truncated-normal initialised."""
     init = nnx.with_partitioning(nnx.initializers.truncated_normal(std), axes)
     return nnx.Param(init(rngs.params(), shape, jnp.float32))
+
+
+def embedding(num_embeddings: int, features: int, *, rngs: nnx.Rngs) -> nnx.Embed:
+    """``nnx.Embed`` (torch ``nn.Embedding``, N(0, 1) init) whose table carries ("tokens", "embed")."""
+    init = nnx.with_partitioning(nnx.initializers.normal(1.0), ("tokens", "embed"))
+    return nnx.Embed(num_embeddings, features, param_dtype=jnp.float32, embedding_init=init, rngs=rngs)
+
+
+def gelu(x: jax.Array) -> jax.Array:
+    """torch ``nn.GELU()``: the exact (erf) form, not JAX's default tanh approximation."""
+    return jax.nn.gelu(x, approximate=False)

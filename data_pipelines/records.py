@@ -17,9 +17,10 @@ from. Keys:
 - ``"object_ids"``: int32 ``[O]``.
 - ``"rle_counts"``: object array ``[T, O]`` of COCO RLE ``counts`` bytes at
   ``[height, width]``; ``b""`` where ``valid`` is False.
-- ``"valid"``: bool ``[T, O]``: the object is annotated on that frame (SA-V
-  masklets start at ``masklet_first_appeared_frame``; an annotated but hidden
-  object has a valid, empty mask).
+- ``"valid"``: bool ``[T, O]``: the object has an annotation on that frame.
+  SA-1B and SA-V train jsons annotate every object on every annotated frame
+  (all True; an object not yet appeared or hidden has a valid, *empty* mask);
+  False is for sources with gaps (e.g. per-object PNG folders).
 - ``"error"`` (str, optional): set by a reader that could not read the files
   (truncated mp4, json missing keys); `check_record` turns it into a skip.
 
@@ -39,6 +40,7 @@ from PIL import Image
 
 Record = dict[str, Any]
 SOURCES = ("sa1b", "sav")
+ANNOTATION_STRIDE = 4  # SA-V: 24 fps videos annotated on every 4th frame (6 fps)
 JPEG_QUALITY = 95
 
 

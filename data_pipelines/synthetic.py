@@ -27,11 +27,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from data_pipelines.records import encode_jpeg, encode_rle
+from data_pipelines.records import ANNOTATION_STRIDE, encode_jpeg, encode_rle
 from data_pipelines.synthetic_scene import Scene
 from data_pipelines.video_io import FPS, write_mp4
 
-ANNOTATION_STRIDE = 4  # SA-V: 24 fps video annotated at 6 fps
 MIN_AREA = 16  # objects smaller than this on their first frame are not annotated
 KIND_CODES = {"sa1b": 1, "sav": 2, "sav_eval": 3, "davis": 4}
 KINDS = ("sa1b", "sav", "sav_eval", "davis")

@@ -20,7 +20,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from etam_jax.errors import EtamError
-from etam_jax.models.layers import conv, layer_norm, linear, param
+from etam_jax.models.layers import conv, gelu, layer_norm, linear, param
 from etam_jax.models.mlp import MLP
 
 # As ViT's default norm_layer: partial(nn.LayerNorm, eps=1e-6).
@@ -158,7 +158,6 @@ class Block(nnx.Module):
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, rngs=rngs, dtype=dtype)
         self.norm2 = layer_norm(dim, eps=NORM_EPS, rngs=rngs, dtype=dtype)
         # As vitdet.Block: act_layer defaults to nn.GELU, the exact (erf) form.
-        gelu = functools.partial(jax.nn.gelu, approximate=False)
         self.mlp = MLP(dim, int(dim * mlp_ratio), dim, 2, activation=gelu, rngs=rngs, dtype=dtype)
         self.window_size = window_size
 
@@ -203,6 +202,11 @@ class ViT(nnx.Module):
         rngs: nnx.Rngs,
         dtype=jnp.float32,
     ):
+        global_blocks = [i for i in range(depth) if i not in window_block_indexes]
+        if not global_blocks:
+            raise EtamError(f"ViT: window_block_indexes {list(window_block_indexes)} leave no global block")
+        # As vitdet.ViT.forward: the output is taken after the last global-attention block.
+        self.last_global_block = global_blocks[-1]
         self.pretrain_use_cls_token = pretrain_use_cls_token
         self.dtype = dtype
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, rngs=rngs, dtype=dtype)
@@ -223,15 +227,16 @@ class ViT(nnx.Module):
         )
 
     def __call__(self, x: Float[Array, "b h w 3"]) -> Float[Array, "b gh gw d"]:
-        """Args: x ``[B, H, W, 3]`` normalised images. Returns the last block's ``[B, H/16, W/16, D]``.
+        """Args: x ``[B, H, W, 3]`` normalised images. Returns ``[B, H/16, W/16, D]``.
 
-        The official trunk returns ``[x.permute(0, 3, 1, 2)]``, a one-element
-        channel-first list (``return_interm_layers=False``); we return that
-        single level channel-last.
+        The output is the last global-attention block's (the last block in the
+        official configs); the official trunk runs any later blocks and drops
+        their result, we skip them. It returns a one-element channel-first
+        list (``return_interm_layers=False``); we return that level channel-last.
         """
         x = self.patch_embed(x)
         pos = get_abs_pos(self.pos_embed[...], self.pretrain_use_cls_token, x.shape[1:3])
         x = x + pos.astype(x.dtype)
-        for block in self.blocks:
+        for block in self.blocks[: self.last_global_block + 1]:
             x = block(x)
         return x

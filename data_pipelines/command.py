@@ -1,0 +1,80 @@
+"""`etam data`: synthesise, prepare and inspect datasets.
+
+    etam data synth --out DIR [--kinds sa1b,sav,sav_eval,davis] [--seed N]
+    etam data prepare sa1b|sav --source DIR --out DIR [--annotations manual,auto]
+                      [--max-skipped-fraction 0.01]
+    etam data inspect --source DIR --out DIR [-n N] [--seed N] [--max-frames N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from etam_jax.errors import EtamError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="etam data", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    synth = sub.add_parser("synth", help="write synthetic data in the real formats")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--kinds", default="sa1b,sav,sav_eval,davis",
+                       help="comma-separated subset of sa1b,sav,sav_eval,davis")
+    synth.add_argument("--seed", type=int, default=0)
+    prep = sub.add_parser("prepare", help="raw SA-1B / SA-V -> TFDS ArrayRecord")
+    prep.add_argument("kind", choices=["sa1b", "sav"])
+    prep.add_argument("--source", required=True)
+    prep.add_argument("--out", required=True)
+    prep.add_argument("--annotations", default="manual", help="SA-V jsons: manual or manual,auto")
+    prep.add_argument("--max-skipped-fraction", type=float, default=0.01)
+    insp = sub.add_parser("inspect", help="draw examples with mask overlays to PNG")
+    insp.add_argument("--source", required=True, help="raw SA-1B/SA-V folder or prepared dataset")
+    insp.add_argument("--out", required=True)
+    insp.add_argument("-n", type=int, default=4)
+    insp.add_argument("--seed", type=int, default=0)
+    insp.add_argument("--max-frames", type=int, default=8)
+    return parser
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from data_pipelines.synthetic import KINDS, write_all
+
+    kinds = [k for k in args.kinds.split(",") if k]
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise EtamError(f"--kinds {args.kinds!r}: expected a comma-separated subset of {','.join(KINDS)}")
+    for kind, folder in write_all(args.out, kinds, args.seed).items():
+        print(f"{kind}: {folder}")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from data_pipelines.prepare import prepare
+
+    report = prepare(args.kind, args.source, args.out, tuple(a for a in args.annotations.split(",") if a))
+    print(json.dumps({k: v for k, v in report.items() if k != "skipped_files"}))
+    total = report["examples"] + report["skipped"]
+    if total and report["skipped"] / total > args.max_skipped_fraction:
+        raise EtamError(f"{report['skipped']} of {total} examples skipped (limit "
+                        f"{args.max_skipped_fraction:.2%}); see {args.out}/prepare_report.json")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from data_pipelines.inspect_data import inspect_source
+
+    paths = inspect_source(args.source, args.out, args.n, args.seed, args.max_frames)
+    if not paths:
+        raise EtamError(f"inspect: no decodable example in {args.source}")
+    for path in paths:
+        print(path)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `etam data`; returns the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    return {"synth": _synth, "prepare": _prepare, "inspect": _inspect}[args.action](args)

@@ -22,7 +22,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -36,20 +36,31 @@ KIND_CODES = {"sa1b": 1, "sav": 2, "sav_eval": 3, "davis": 4}
 KINDS = ("sa1b", "sav", "sav_eval", "davis")
 
 
-def _scene(kind: str, seed: int, index: int, size: tuple[int, int], num_objects: int,
+def scene_for(kind: str, seed: int, index: int, size: tuple[int, int], num_objects: int,
            num_frames: int = 1, late_object: bool = False) -> Scene:
-    # One independent stream per (seed, kind, item): items can be generated alone.
+    """The scene of item ``index`` of a dataset ``kind``: one independent stream per (seed, kind, item)."""
     return Scene(np.random.SeedSequence([seed, KIND_CODES[kind], index]).generate_state(1)[0],
                  size[0], size[1], num_objects, num_frames, late_object)
 
 
-def render_video(scene: Scene, num_frames: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Renders a scene and picks the objects worth annotating.
+class RenderedVideo(NamedTuple):
+    """A rendered scene and the objects worth annotating (at least `MIN_AREA` pixels when first seen).
 
-    Returns:
-        frames uint8 ``[T, H, W, 3]``, masks bool ``[T, K, H, W]`` of the kept
-        objects, and the index of each kept object's first frame.
+    Attributes:
+        frames: uint8 ``[T, H, W, 3]``.
+        masks: bool ``[T, K, H, W]`` of the kept objects.
+        first: ``[K]`` first annotated frame of each kept object (on the 4-frame grid).
+        objects: ``[K]`` index of each kept object in ``scene.objects``.
     """
+
+    frames: np.ndarray
+    masks: np.ndarray
+    first: list[int]
+    objects: list[int]
+
+
+def render_video(scene: Scene, num_frames: int) -> RenderedVideo:
+    """Renders frames ``0..num_frames-1`` of a scene and picks the objects worth annotating."""
     rendered = [scene.render(t) for t in range(num_frames)]
     frames = np.stack([f for f, _ in rendered])
     masks = np.stack([m for _, m in rendered])
@@ -60,7 +71,7 @@ def render_video(scene: Scene, num_frames: int) -> tuple[np.ndarray, np.ndarray,
         if t0 < num_frames and masks[t0, k].sum() >= MIN_AREA:
             keep.append(k)
             first.append(t0)
-    return frames, masks[:, keep], first
+    return RenderedVideo(frames, masks[:, keep], first, keep)
 
 
 def rle_dict(mask: np.ndarray) -> dict:
@@ -74,7 +85,7 @@ def _bbox(mask: np.ndarray) -> list[float]:
 
 
 def sa1b_annotation(image_id: int, k: int, mask: np.ndarray, rng: np.random.Generator) -> dict:
-    """One SA-1B ``annotations`` entry for a mask."""
+    """One SA-1B ``annotations`` entry for the mask of scene object ``k`` (id ``image_id * 1000 + k``)."""
     ys, xs = np.nonzero(mask)
     j = int(rng.integers(len(xs)))
     h, w = mask.shape
@@ -88,12 +99,12 @@ def sa1b_annotation(image_id: int, k: int, mask: np.ndarray, rng: np.random.Gene
 
 def sa1b_example(seed: int, image_id: int, size: tuple[int, int], num_objects: int) -> tuple[bytes, dict]:
     """(JPEG bytes, json dict) of one synthetic SA-1B image."""
-    frames, masks, _ = render_video(_scene("sa1b", seed, image_id, size, num_objects), 1)
+    frames, masks, _, objects = render_video(scene_for("sa1b", seed, image_id, size, num_objects), 1)
     rng = np.random.default_rng([seed, image_id])
     h, w = size
     meta = {
         "image": {"image_id": image_id, "width": w, "height": h, "file_name": f"sa_{image_id}.jpg"},
-        "annotations": [sa1b_annotation(image_id, k, masks[0, k], rng) for k in range(masks.shape[1])],
+        "annotations": [sa1b_annotation(image_id, k, masks[0, i], rng) for i, k in enumerate(objects)],
     }
     return encode_jpeg(frames[0]), meta
 
@@ -167,8 +178,8 @@ def write_sav(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size: tup
     paths = []
     for i in range(1, num_videos + 1):
         vid = f"sav_{i:06d}"
-        frames, masks, first = render_video(
-            _scene("sav", seed, i, size, num_objects, num_frames, late_object=True), num_frames)
+        frames, masks, first, _ = render_video(
+            scene_for("sav", seed, i, size, num_objects, num_frames, late_object=True), num_frames)
         write_mp4(out / f"{vid}.mp4", frames)
         rng = np.random.default_rng([seed, i])
         manual = sav_json(vid, masks, first, num_frames, "manual", rng)
@@ -195,8 +206,8 @@ def write_sav_eval(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size
     out = Path(out_dir)
     vids = [f"sav_{split}_{i:03d}" for i in range(1, num_videos + 1)]
     for i, vid in enumerate(vids, start=1):
-        frames, masks, first = render_video(
-            _scene("sav_eval", seed, i, size, num_objects, num_frames, late_object=True), num_frames)
+        frames, masks, first, _ = render_video(
+            scene_for("sav_eval", seed, i, size, num_objects, num_frames, late_object=True), num_frames)
         _write_frames(out / "JPEGImages_24fps" / vid, frames)
         for k, t0 in enumerate(first):
             obj_dir = out / "Annotations_6fps" / vid / f"{k:03d}"
@@ -227,7 +238,7 @@ def write_davis(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size: t
     vids = [f"synth-{i:03d}" for i in range(1, num_videos + 1)]
     palette = davis_palette()
     for i, vid in enumerate(vids, start=1):
-        frames, masks, _ = render_video(_scene("davis", seed, i, size, num_objects, num_frames), num_frames)
+        frames, masks, _, _ = render_video(scene_for("davis", seed, i, size, num_objects, num_frames), num_frames)
         _write_frames(out / "JPEGImages" / "480p" / vid, frames)
         ann = out / "Annotations" / "480p" / vid
         ann.mkdir(parents=True, exist_ok=True)

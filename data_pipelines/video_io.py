@@ -21,22 +21,30 @@ class VideoReadError(Exception):
     """A video that cannot be opened or ends before the frames asked for."""
 
 
+def _rgb_frame(frame: np.ndarray, index: int) -> av.VideoFrame:
+    out = av.VideoFrame.from_ndarray(np.asarray(frame, np.uint8), format="rgb24")
+    out.pts = index
+    return out
+
+
 def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int = FPS, crf: int = 8) -> None:
     """Writes uint8 ``[H, W, 3]`` frames (even H and W) as H.264 mp4.
 
-    ``threads=1`` keeps the bitstream byte-identical across runs; a low CRF
-    keeps the decoded frames within a few grey levels of the input.
+    Byte-identical across runs: with x264's lookahead (``rc-lookahead`` > 0,
+    macroblock-tree rate control) the bitstream varied between encodes of the
+    same frames in one process, so it is off, as are threads. A low CRF keeps
+    decoded frames within a few grey levels of the input.
     """
     with av.open(str(path), mode="w") as container:
         stream = None
-        for frame in frames:
+        for index, frame in enumerate(frames):
             if stream is None:
                 stream = container.add_stream("libx264", rate=Fraction(fps))
                 stream.height, stream.width = frame.shape[:2]
                 stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": str(crf), "threads": "1"}
+                stream.options = {"crf": str(crf), "threads": "1", "rc-lookahead": "0"}
                 stream.codec_context.thread_count = 1
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(frame, np.uint8), format="rgb24")))
+            container.mux(stream.encode(_rgb_frame(frame, index)))
         if stream is not None:
             container.mux(stream.encode())
 

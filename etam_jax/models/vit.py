@@ -27,6 +27,8 @@ from etam_jax.models.mlp import MLP
 NORM_EPS = 1e-6
 # torch's bicubic kernel constant (``upsample_bicubic2d``); jax.image.resize uses -0.5.
 TORCH_CUBIC_A = -0.75
+# Query block size for long global attention on CPU (see chunked_dot_product_attention).
+CPU_QUERY_CHUNK = 256
 
 
 def _cubic_weights(t: np.ndarray) -> np.ndarray:
@@ -112,6 +114,33 @@ def window_unpartition(
     return x[:, : hw[0], : hw[1]]
 
 
+def chunked_dot_product_attention(
+    q: Float[Array, "b n h d"], k: Float[Array, "b m h d"], v: Float[Array, "b m h d"], chunk: int | None
+) -> Float[Array, "b n h d"]:
+    """``jax.nn.dot_product_attention``, over blocks of ``chunk`` queries when ``chunk`` is set.
+
+    Equal up to rounding; on CPU, blocks of 256 queries keep the logits in
+    cache and run ~2x faster for the 4096-token global attention at 1024.
+    ``chunk`` must divide the number of queries.
+    """
+    if not chunk or chunk >= q.shape[1]:
+        return jax.nn.dot_product_attention(q, k, v)
+    blocks = rearrange(q, "b (c m) h d -> c b m h d", m=chunk)
+    out = jax.lax.map(lambda block: jax.nn.dot_product_attention(block, k, v), blocks)
+    return rearrange(out, "c b m h d -> b (c m) h d")
+
+
+def auto_query_chunk(num_queries: int) -> int | None:
+    """The query block size :func:`chunked_dot_product_attention` should use here.
+
+    Only on the CPU backend and for long sequences (accelerators fuse the
+    whole attention and a sequential ``lax.map`` would only slow them down).
+    """
+    if jax.default_backend() == "cpu" and num_queries > 4 * CPU_QUERY_CHUNK and num_queries % CPU_QUERY_CHUNK == 0:
+        return CPU_QUERY_CHUNK
+    return None
+
+
 class PatchEmbed(nnx.Module):
     """Non-overlapping patch projection (``utils.PatchEmbed`` with kernel = stride = patch)."""
 
@@ -136,7 +165,7 @@ class Attention(nnx.Module):
         _, h, w, _ = x.shape
         # As vitdet.Attention.forward: qkv channels are laid out (3, heads, head_dim).
         qkv = rearrange(self.qkv(x), "b h w (three n d) -> three b (h w) n d", three=3, n=self.num_heads)
-        out = jax.nn.dot_product_attention(qkv[0], qkv[1], qkv[2])
+        out = chunked_dot_product_attention(qkv[0], qkv[1], qkv[2], auto_query_chunk(h * w))
         return self.proj(rearrange(out, "b (h w) n d -> b h w (n d)", h=h, w=w))
 
 

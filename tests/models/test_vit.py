@@ -8,7 +8,15 @@ from flax import nnx
 from sam2.modeling.backbones import utils as official_utils
 from sam2.modeling.backbones.vitdet import ViT as OfficialViT
 
-from etam_jax.models.vit import ViT, get_abs_pos, resize_bicubic_torch, window_partition, window_unpartition
+from etam_jax.errors import EtamError
+from etam_jax.models.vit import (
+    ViT,
+    chunked_dot_product_attention,
+    get_abs_pos,
+    resize_bicubic_torch,
+    window_partition,
+    window_unpartition,
+)
 from tests.official_reference import copy_weights, randomize_, relative_error, to_torch
 
 BICUBIC_TOL = 5e-6
@@ -64,3 +72,18 @@ def test_vit_matches_official_windowed_and_global():
     out = ours(x)
     assert out.shape == (2, 10, 13, 48)
     assert relative_error(out, ref.permute(0, 2, 3, 1).numpy()) < 1e-5
+
+
+@pytest.mark.parametrize("chunk", [None, 8, 32])
+def test_chunked_attention_matches_brute_force(chunk):
+    rng = np.random.default_rng(4)
+    q, k, v = (rng.standard_normal((2, 32, 3, 16)).astype(np.float32) for _ in range(3))
+    logits = np.einsum("bnhd,bmhd->bhnm", q, k) / 4.0
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    ref = np.einsum("bhnm,bmhd->bnhd", weights / weights.sum(-1, keepdims=True), v)
+    assert relative_error(chunked_dot_product_attention(q, k, v, chunk), ref) < 1e-5
+
+
+def test_vit_needs_a_global_block():
+    with nnx.use_eager_sharding(False), pytest.raises(EtamError, match="no global block"):
+        ViT(embed_dim=12, depth=2, num_heads=3, window_block_indexes=(0, 1), rngs=nnx.Rngs(0))

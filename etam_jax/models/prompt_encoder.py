@@ -158,3 +158,11 @@ def _batch_size(points, boxes, masks) -> int:
         if given is not None:
             return given.shape[0]
     return 1
+
+
+def build_prompt_encoder(image_size: int, hidden_dim: int = 256, *, rngs: nnx.Rngs, dtype=jnp.float32) -> PromptEncoder:
+    """The prompt encoder as ``sam2_base._build_sam_heads`` builds it (stride 16, ``mask_in_chans=16``)."""
+    if image_size % 16:
+        raise EtamError(f"PromptEncoder: image_size {image_size} is not a multiple of 16")
+    grid = image_size // 16
+    return PromptEncoder(hidden_dim, (grid, grid), (image_size, image_size), 16, rngs=rngs, dtype=dtype)

@@ -4,6 +4,7 @@
     etam data prepare sa1b|sav --source DIR --out DIR [--annotations manual,auto]
                       [--max-skipped-fraction 0.01]
     etam data inspect --source DIR --out DIR [-n N] [--seed N] [--max-frames N]
+                      [--pipeline [--resolution S] [--num-frames T] [--max-objects O]]
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     insp.add_argument("-n", type=int, default=4)
     insp.add_argument("--seed", type=int, default=0)
     insp.add_argument("--max-frames", type=int, default=8)
+    insp.add_argument("--pipeline", action="store_true",
+                      help="draw training-pipeline outputs (sampled, augmented, resized)")
+    insp.add_argument("--resolution", type=int, default=1024, help="--pipeline: square side")
+    insp.add_argument("--num-frames", type=int, default=8, help="--pipeline: clip length (SA-V)")
+    insp.add_argument("--max-objects", type=int, default=3, help="--pipeline: objects per example")
     return parser
 
 
@@ -63,9 +69,14 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from data_pipelines.clip_sampling import SamplingSpec
     from data_pipelines.inspect_data import inspect_source
+    from data_pipelines.transforms import AugmentSpec
 
-    paths = inspect_source(args.source, args.out, args.n, args.seed, args.max_frames)
+    pipeline = None
+    if args.pipeline:
+        pipeline = (SamplingSpec(args.num_frames, args.max_objects), AugmentSpec(resolution=args.resolution))
+    paths = inspect_source(args.source, args.out, args.n, args.seed, args.max_frames, pipeline)
     if not paths:
         raise EtamError(f"inspect: no decodable example in {args.source}")
     for path in paths:

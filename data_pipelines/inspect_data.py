@@ -2,6 +2,9 @@
 
 Each example becomes one PNG: its frames side by side (at most ``max_frames``),
 every object in its own palette colour, blended at 50% with a solid outline.
+Either the decoded records as stored, or (``pipeline=``) what the training
+pipeline makes of them: the sampled clip and objects after augmentation and
+the square resize (`examples.make_example`), i.e. what the model is fed.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from data_pipelines.records import SkippedExample, decode_record
+from data_pipelines.clip_sampling import SamplingSpec
+from data_pipelines.examples import make_example
+from data_pipelines.records import Record, SkippedExample, decode_record
+from data_pipelines.transforms import AugmentSpec
 from data_pipelines.sources import open_source
 from data_pipelines.synthetic import davis_palette
 
@@ -56,23 +62,49 @@ def draw_clip(frames: np.ndarray, masks: np.ndarray, max_frames: int = 8) -> np.
     return np.concatenate(tiles, axis=1)
 
 
+def _example(record: Record, pipeline: tuple[SamplingSpec, AugmentSpec] | None,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, masks) to draw: the decoded record, or the pipeline's example of it."""
+    if pipeline is None:
+        decoded = decode_record(record)
+        return decoded["frames"], decoded["masks"]
+    sampling, augment = pipeline
+    if record.get("source") == "sa1b":  # images are 1-frame clips
+        sampling = SamplingSpec(1, sampling.max_objects)
+    example = make_example(record, sampling, augment, rng)
+    return example["frames"], example["masks"]
+
+
 def inspect_source(source_path: str | Path, out_dir: str | Path, num: int = 4, seed: int = 0,
-                   max_frames: int = 8) -> list[Path]:
-    """Draws ``num`` examples picked at random (by ``seed``) from a record source; returns the PNGs."""
+                   max_frames: int = 8, pipeline: tuple[SamplingSpec, AugmentSpec] | None = None) -> list[Path]:
+    """Draws ``num`` examples picked at random (by ``seed``) from a record source.
+
+    Args:
+        source_path: raw SA-1B / SA-V folder or prepared dataset (`sources.open_source`).
+        out_dir: where the PNGs go (``<source>_<id>.png``).
+        num: examples to draw (bad records are skipped and logged).
+        seed: picks the examples and the augmentation draws.
+        max_frames: frames per strip (evenly subsampled).
+        pipeline: ``(sampling, augment)`` to draw training examples instead of records.
+
+    Returns:
+        the PNG paths.
+    """
     source = open_source(source_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    order = np.random.default_rng(seed).permutation(len(source))
+    rng = np.random.default_rng(seed)
     written = []
-    for index in order:
+    for index in rng.permutation(len(source)):
         if len(written) >= num:
             break
+        record = source[int(index)]
         try:
-            example = decode_record(source[int(index)])
+            frames, masks = _example(record, pipeline, rng)
         except SkippedExample as e:
             log.warning("inspect: skipped %s (%s)", e.file, e.reason)
             continue
-        path = out / f"{example['source']}_{example['id']}.png"
-        Image.fromarray(draw_clip(example["frames"], example["masks"], max_frames)).save(path)
+        path = out / f"{record['source']}_{record['id']}.png"
+        Image.fromarray(draw_clip(frames, masks, max_frames)).save(path)
         written.append(path)
     return written

@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--annotations", default="manual", help="SA-V jsons: manual or manual,auto")
     prep.add_argument("--max-skipped-fraction", type=float, default=0.01)
     insp = sub.add_parser("inspect", help="draw examples with mask overlays to PNG")
-    insp.add_argument("--source", required=True, help="raw SA-1B/SA-V folder or prepared dataset")
+    insp.add_argument("--source", required=True,
+                      help="raw SA-1B/SA-V folder, prepared dataset, or DAVIS / SA-V val folder")
     insp.add_argument("--out", required=True)
     insp.add_argument("-n", type=int, default=4)
     insp.add_argument("--seed", type=int, default=0)
@@ -70,13 +71,16 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from data_pipelines.clip_sampling import SamplingSpec
-    from data_pipelines.inspect_data import inspect_source
+    from data_pipelines.inspect_data import inspect_source, inspect_vos, is_vos_layout
     from data_pipelines.transforms import AugmentSpec
 
     pipeline = None
     if args.pipeline:
         pipeline = (SamplingSpec(args.num_frames, args.max_objects), AugmentSpec(resolution=args.resolution))
-    paths = inspect_source(args.source, args.out, args.n, args.seed, args.max_frames, pipeline)
+    if is_vos_layout(args.source) and not args.pipeline:
+        paths = inspect_vos(args.source, args.out, args.n, args.max_frames)
+    else:
+        paths = inspect_source(args.source, args.out, args.n, args.seed, args.max_frames, pipeline)
     if not paths:
         raise EtamError(f"inspect: no decodable example in {args.source}")
     for path in paths:

@@ -5,6 +5,7 @@ every object in its own palette colour, blended at 50% with a solid outline.
 Either the decoded records as stored, or (``pipeline=``) what the training
 pipeline makes of them: the sampled clip and objects after augmentation and
 the square resize (`examples.make_example`), i.e. what the model is fed.
+Evaluation layouts (DAVIS, SA-V val/test) are drawn on their annotated frames.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from data_pipelines.clip_sampling import SamplingSpec
 from data_pipelines.examples import make_example
 from data_pipelines.records import Record, SkippedExample, decode_record
 from data_pipelines.transforms import AugmentSpec
+from data_pipelines.vos_reader import VOSVideo, read_vos
 from data_pipelines.sources import open_source
 from data_pipelines.synthetic import davis_palette
 
@@ -73,6 +75,36 @@ def _example(record: Record, pipeline: tuple[SamplingSpec, AugmentSpec] | None,
         sampling = SamplingSpec(1, sampling.max_objects)
     example = make_example(record, sampling, augment, rng)
     return example["frames"], example["masks"]
+
+
+def _vos_clip(video: VOSVideo, max_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, masks) of a VOS video's annotated frames, at most ``max_frames`` evenly spaced."""
+    annotated = video.annotated_frames
+    chosen = annotated[:: max(1, -(-len(annotated) // max_frames))]
+    frames = np.stack([np.asarray(Image.open(video.frame_paths[t]).convert("RGB")) for t in chosen])
+    masks = np.zeros((len(chosen), len(video.object_ids)) + frames.shape[1:3], bool)
+    for i, t in enumerate(chosen):
+        for j, obj in enumerate(video.object_ids):
+            if t in video.mask_paths[obj]:
+                masks[i, j] = video.mask(obj, t)
+    return frames, masks
+
+
+def inspect_vos(root: str | Path, out_dir: str | Path, num: int = 4, max_frames: int = 8) -> list[Path]:
+    """Draws the first ``num`` videos of a DAVIS or SA-V val/test folder; returns the PNGs."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for video in read_vos(root)[:num]:
+        path = out / f"vos_{video.name}.png"
+        Image.fromarray(draw_clip(*_vos_clip(video, max_frames), max_frames)).save(path)
+        written.append(path)
+    return written
+
+
+def is_vos_layout(path: str | Path) -> bool:
+    """Whether ``path`` is a DAVIS (``JPEGImages/``) or SA-V val/test (``JPEGImages_24fps/``) folder."""
+    return (Path(path) / "JPEGImages").is_dir() or (Path(path) / "JPEGImages_24fps").is_dir()
 
 
 def inspect_source(source_path: str | Path, out_dir: str | Path, num: int = 4, seed: int = 0,

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from data_pipelines.clip_sampling import SamplingSpec
-from data_pipelines.inspect_data import draw_clip, inspect_source, object_colors, overlay
+from data_pipelines.inspect_data import draw_clip, inspect_source, inspect_vos, is_vos_layout, object_colors, overlay
 from data_pipelines.transforms import AugmentSpec
 from tests.data_pipelines.synthetic_data import synth_root  # noqa: F401
 
@@ -35,3 +35,10 @@ def test_inspect_records_and_pipeline(synth_root: Path, tmp_path: Path) -> None:
     pipeline = (SamplingSpec(num_frames=3, max_objects=2), AugmentSpec(resolution=64))
     paths = inspect_source(synth_root / "sa1b", tmp_path / "aug", num=1, pipeline=pipeline)
     assert Image.open(paths[0]).size == (64, 64)
+
+
+def test_inspect_vos_layouts(synth_root: Path, tmp_path: Path) -> None:
+    assert is_vos_layout(synth_root / "davis") and not is_vos_layout(synth_root / "sav")
+    paths = inspect_vos(synth_root / "davis", tmp_path, num=1, max_frames=4)
+    assert [p.name for p in paths] == ["vos_synth-001.png"]
+    assert Image.open(paths[0]).size == (4 * 192, 128)  # 12 annotated frames, at most 4: every 3rd

@@ -72,9 +72,11 @@ def sample_clip(record: Record, spec: SamplingSpec,
         ``obj_idx`` int64 ``[o]`` with ``1 <= o <= max_objects``.
 
     Raises:
-        SkippedExample: fewer annotated frames than T, or no start whose first
-            frame shows an object.
+        SkippedExample: a reader error, fewer annotated frames than T, or no
+            start whose first frame shows an object.
     """
+    if "error" in record:  # the reader could not read the files
+        raise SkippedExample(record["error"], record.get("file", "?"))
     require_frames(record, spec.num_frames)
     num_starts = num_frames(record) - spec.num_frames + 1
     for start in rng.permutation(num_starts):

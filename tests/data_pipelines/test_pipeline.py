@@ -1,0 +1,92 @@
+"""The per-source pipeline end to end: shapes, padding, workers, bad examples and the skip limit."""
+
+import grain
+import numpy as np
+import pytest
+
+from data_pipelines.clip_sampling import SamplingSpec, sample_clip
+from data_pipelines.pipeline import PipelineSpec, SourceSpec, mixed_batches, training_batches
+from data_pipelines.records import SkippedExample, error_record
+from data_pipelines.transforms import AugmentSpec
+from etam_jax.errors import EtamError
+from tests.data_pipelines.drawn_records import drawn_records, truncated
+
+NO_SHARD = grain.sharding.NoSharding()
+
+
+def video_spec(**kw) -> PipelineSpec:
+    base = dict(sources=(SourceSpec("sav", 1.0, 3, SamplingSpec(3, 4)),),
+                augment=AugmentSpec(resolution=32), seed=7)
+    return PipelineSpec(**{**base, **kw})
+
+
+def test_batch_shapes_and_padding():
+    records = drawn_records(4, num_frames=4, num_objects=2, height=48, width=64) * 30
+    batch = next(iter(training_batches([records], video_spec(), NO_SHARD)))
+    shapes = {k: (v.shape, v.dtype.name) for k, v in batch.items()}
+    assert shapes == {
+        "frames": ((3, 3, 32, 32, 3), "uint8"), "masks": ((3, 3, 4, 32, 32), "bool"),
+        "obj_valid": ((3, 4), "bool"), "frame_valid": ((3, 3), "bool"),
+        "object_ids": ((3, 4), "int32"), "frame_indices": ((3, 3), "int32")}
+    assert not batch["obj_valid"][:, 2:].any() and not batch["masks"][:, :, 2:].any()
+    assert batch["obj_valid"][:, 0].all() and batch["frame_valid"].all()
+    assert (batch["object_ids"][:, 2:] == -1).all()
+    assert (np.diff(batch["frame_indices"], axis=1) == 4).all()  # consecutive annotated frames
+    assert batch["masks"][:, 0][batch["obj_valid"]].reshape(-1, 32 * 32).any(axis=1).all()
+
+
+def test_worker_processes_give_the_same_stream():
+    records = drawn_records(3, num_frames=3, num_objects=2, height=32, width=32) * 40
+    spec = video_spec(augment=AugmentSpec(resolution=24))
+    plain = training_batches([records], spec, NO_SHARD)
+    workers = training_batches([records], video_spec(augment=spec.augment, workers=2), NO_SHARD)
+    it = iter(workers)
+    try:
+        for want, got in zip(plain, [next(it) for _ in range(4)]):
+            for k in want:
+                np.testing.assert_array_equal(want[k], got[k])
+    finally:
+        it.close()
+
+
+def test_bad_example_is_replaced_in_place():
+    """Only the slot that drew the bad record changes; everything else stays put."""
+    clean = drawn_records(5, num_frames=2, num_objects=1, height=32, width=32) * 24
+    dirty = list(clean)
+    for i in range(2, len(dirty), 5):
+        dirty[i] = truncated(dirty[i])
+    spec = video_spec(sources=(SourceSpec("sav", 1.0, 4, SamplingSpec(2, 1)),))
+    a = mixed_batches([clean], spec, NO_SHARD)
+    b = mixed_batches([dirty], spec, NO_SHARD)
+    replaced = 0
+    for i in range(6):
+        x, y = a[i], b[i]
+        bad = y["num_skipped"] > 0
+        assert x["num_skipped"].sum() == 0 and y["frames"].shape == x["frames"].shape
+        np.testing.assert_array_equal(x["frames"][~bad], y["frames"][~bad])
+        np.testing.assert_array_equal(x["masks"][~bad], y["masks"][~bad])
+        assert all(f.startswith(b"/data/sav_002") for f in y["skipped_files"][bad])
+        replaced += int(bad.sum())
+    assert replaced > 0
+
+
+def test_skips_are_counted_and_stop_the_run():
+    records = drawn_records(4, num_frames=2, num_objects=1, height=32, width=32) * 30
+    records[5] = error_record(id="x", source="sav", file="/data/broken.mp4", reason="truncated mp4")
+    with pytest.raises(SkippedExample, match="broken.mp4: truncated mp4"):
+        sample_clip(records[5], SamplingSpec(2, 1), np.random.default_rng(0))
+    spec = video_spec(sources=(SourceSpec("sav", 1.0, 4, SamplingSpec(2, 1)),),
+                      max_skipped_fraction=0.5, skip_check_after=1)
+    it = iter(training_batches([records], spec, NO_SHARD))
+    for _ in range(30):
+        batch = next(it)
+    assert "num_skipped" not in batch and it.delivered == 120
+    assert it.skipped >= 1  # 1 bad record in 120, read once per epoch
+    assert it.get_state()["skipped"] == it.skipped
+
+    bad = [truncated(r) if i % 2 else r for i, r in enumerate(records)]
+    spec = video_spec(sources=spec.sources, max_skipped_fraction=0.1, skip_check_after=20)
+    it = iter(training_batches([bad], spec, NO_SHARD))
+    with pytest.raises(EtamError, match=r"max_skipped_fraction=0.1.*/data/sav_00"):
+        for _ in range(20):
+            next(it)

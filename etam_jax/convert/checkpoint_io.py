@@ -78,7 +78,7 @@ def save_orbax(model: nnx.Module, model_name: str, out_dir: str | os.PathLike) -
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
-        weights = nnx.state(model, WEIGHTS).to_pure_dict()
+        weights = nnx.to_pure_dict(nnx.state(model, WEIGHTS))
         with ocp.StandardCheckpointer() as checkpointer:
             checkpointer.save(tmp / "params", weights)
             checkpointer.wait_until_finished()
@@ -102,7 +102,7 @@ def load_orbax(model: nnx.Module, model_name: str, ckpt_dir: str | os.PathLike) 
     if meta.get("model") != model_name:
         raise EtamError(f"{ckpt_dir}: holds weights of model {meta.get('model')!r}, not {model_name!r}")
     state = nnx.state(model, WEIGHTS)
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state.to_pure_dict())
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(state))
     with ocp.StandardCheckpointer() as checkpointer:
         try:
             restored = checkpointer.restore(Path(ckpt_dir).absolute() / "params", target)

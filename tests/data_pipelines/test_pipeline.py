@@ -1,4 +1,4 @@
-"""The per-source pipeline end to end: shapes, padding, workers, bad examples and the skip limit."""
+"""The per-source pipeline end to end: shapes, padding, bad examples and the skip limit."""
 
 import grain
 import numpy as np
@@ -33,20 +33,6 @@ def test_batch_shapes_and_padding():
     assert (batch["object_ids"][:, 2:] == -1).all()
     assert (np.diff(batch["frame_indices"], axis=1) == 4).all()  # consecutive annotated frames
     assert batch["masks"][:, 0][batch["obj_valid"]].reshape(-1, 32 * 32).any(axis=1).all()
-
-
-def test_worker_processes_give_the_same_stream():
-    records = drawn_records(3, num_frames=3, num_objects=2, height=32, width=32) * 40
-    spec = video_spec(augment=AugmentSpec(resolution=24))
-    plain = training_batches([records], spec, NO_SHARD)
-    workers = training_batches([records], video_spec(augment=spec.augment, workers=2), NO_SHARD)
-    it = iter(workers)
-    try:
-        for want, got in zip(plain, [next(it) for _ in range(4)]):
-            for k in want:
-                np.testing.assert_array_equal(want[k], got[k])
-    finally:
-        it.close()
 
 
 def test_bad_example_is_replaced_in_place():

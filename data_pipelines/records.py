@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image
@@ -97,7 +98,9 @@ def decode_jpeg(data: bytes, file: str = "?") -> np.ndarray:
     """JPEG bytes -> uint8 ``[H, W, 3]``; a truncated/corrupt image raises `SkippedExample`."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
+            img.load()
+            # convert() copies even an RGB image (as slow as the decode at 3 MP); skip it then.
+            return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     except (OSError, ValueError, SyntaxError) as e:
         raise SkippedExample(f"cannot decode JPEG ({e})", file) from e
 
@@ -107,11 +110,20 @@ def encode_rle(mask: np.ndarray) -> bytes:
     return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"]
 
 
-def decode_rle(counts: bytes | str, height: int, width: int) -> np.ndarray:
-    """COCO RLE counts at ``[height, width]`` -> bool ``[H, W]``."""
+def decode_rle(counts: bytes | str, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
+    """COCO RLE counts at ``[height, width]`` -> bool ``[H, W]`` (written into ``out`` if given).
+
+    pycocotools gives a column-major mask; `cv2.transpose` of its row-major
+    transpose makes the row-major mask ~5x faster than numpy (3 ms vs 13 ms at
+    3 MP) and can write straight into the caller's (C-contiguous) array.
+    """
     if isinstance(counts, str):
         counts = counts.encode()
-    return mask_utils.decode({"size": [height, width], "counts": counts}).astype(bool)
+    column_major = mask_utils.decode({"size": [height, width], "counts": counts})
+    if out is None:
+        return cv2.transpose(column_major.T).view(bool)
+    cv2.transpose(column_major.T, dst=out.view(np.uint8))
+    return out
 
 
 def rle_area(counts: bytes | str, height: int, width: int) -> int:
@@ -191,7 +203,7 @@ def decode_record(
     valid = record["valid"][np.ix_(t_sel, o_sel)]
     masks = np.zeros((len(t_sel), len(o_sel), h, w), bool)
     for i, j in zip(*np.nonzero(valid)):
-        masks[i, j] = decode_rle(record["rle_counts"][t_sel[i], o_sel[j]], h, w)
+        decode_rle(record["rle_counts"][t_sel[i], o_sel[j]], h, w, out=masks[i, j])
     return {
         "frames": frames, "masks": masks, "valid": valid,
         "object_ids": record["object_ids"][o_sel], "frame_indices": record["frame_indices"][t_sel],

@@ -86,12 +86,12 @@ class Scene:
         self.objects = [
             _random_object(rng, height, width, num_frames, late_object and k == num_objects - 1)
             for k in range(num_objects)]
-        self._textures = [self._texture(obj) for obj in self.objects]
 
-    def _texture(self, obj: SceneObject) -> np.ndarray:
-        ys, xs = np.mgrid[0:self.height, 0:self.width].astype(np.float32)
+    def texture(self, k: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """uint8 ``[N, 3]`` colour of object ``k``'s stripes at pixels ``(ys, xs)`` (fixed in the image)."""
+        obj = self.objects[k]
         phase = xs * np.cos(obj.stripe_dir) + ys * np.sin(obj.stripe_dir)
-        stripe = (np.sin(2 * np.pi * phase / obj.stripe_period) > 0)[..., None]
+        stripe = (np.sin(2 * np.pi * phase / obj.stripe_period) > 0)[:, None]
         return np.where(stripe, obj.colors[0], obj.colors[1]).astype(np.uint8)
 
     def polygon(self, k: int, t: int) -> np.ndarray:
@@ -113,14 +113,14 @@ class Scene:
                 before the object appears).
         """
         frame = self.background.copy()
-        masks = np.zeros((len(self.objects), self.height, self.width), bool)
+        owner = np.full((self.height, self.width), -1, np.int32)  # topmost object per pixel
         for k, obj in enumerate(self.objects):
             if t < obj.appear:
                 continue
             canvas = Image.new("L", (self.width, self.height), 0)
             ImageDraw.Draw(canvas).polygon([tuple(p) for p in self.polygon(k, t)], fill=1)
-            inside = np.asarray(canvas, bool)
-            frame[inside] = self._textures[k][inside]
-            masks[:k, inside] = False  # occluded by the object drawn on top
-            masks[k] = inside
+            ys, xs = np.nonzero(np.asarray(canvas))
+            frame[ys, xs] = self.texture(k, ys, xs)
+            owner[ys, xs] = k  # later objects occlude earlier ones
+        masks = owner[None] == np.arange(len(self.objects))[:, None, None]
         return frame, masks

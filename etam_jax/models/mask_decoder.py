@@ -30,6 +30,29 @@ _LN2D_EPS = 1e-6
 _NO_OBJ_HEAD_LOGIT = 10.0
 
 
+def _output_upscaling(dim: int, rngs: nnx.Rngs, dtype) -> nnx.List:
+    """4x upsampling ``C -> C/8``.
+
+    Indices mirror the torch Sequential: deconv, LN2d, GELU, deconv, GELU.
+    """
+    return nnx.List(
+        [
+            ConvTranspose2x2(dim, dim // 4, rngs=rngs, dtype=dtype),
+            layer_norm(dim // 4, eps=_LN2D_EPS, rngs=rngs, dtype=dtype),
+            gelu,
+            ConvTranspose2x2(dim // 4, dim // 8, rngs=rngs, dtype=dtype),
+            gelu,
+        ]
+    )
+
+
+def _obj_score_head(dim: int, use_mlp: bool, rngs: nnx.Rngs, dtype) -> nnx.Module:
+    """The object-score head: a 3-layer MLP (``pred_obj_scores_mlp``) or one Linear."""
+    if use_mlp:
+        return MLP(dim, dim, 1, 3, rngs=rngs, dtype=dtype)
+    return linear(dim, 1, axes=("embed", None), rngs=rngs, dtype=dtype)
+
+
 class MaskDecoder(nnx.Module):
     """Predicts masks, IoU scores, output tokens and an object score.
 
@@ -72,22 +95,16 @@ class MaskDecoder(nnx.Module):
         if pred_obj_scores:
             self.obj_score_token = embedding(1, dim, rngs=rngs)
         self.use_multimask_token_for_obj_ptr = use_multimask_token_for_obj_ptr
-        # Indices mirror the torch Sequential: deconv, LN2d, GELU, deconv, GELU.
-        self.output_upscaling = nnx.List(
-            [
-                ConvTranspose2x2(dim, dim // 4, rngs=rngs, dtype=dtype),
-                layer_norm(dim // 4, eps=_LN2D_EPS, rngs=rngs, dtype=dtype),
-                gelu,
-                ConvTranspose2x2(dim // 4, dim // 8, rngs=rngs, dtype=dtype),
-                gelu,
-            ]
-        )
+        self.output_upscaling = _output_upscaling(dim, rngs, dtype)
         self.use_high_res_features = use_high_res_features
         if use_high_res_features:
             self.conv_s0 = conv(dim, dim // 8, 1, rngs=rngs, dtype=dtype)
             self.conv_s1 = conv(dim, dim // 4, 1, rngs=rngs, dtype=dtype)
         self.output_hypernetworks_mlps = nnx.List(
-            [MLP(dim, dim, dim // 8, 3, rngs=rngs, dtype=dtype) for _ in range(self.num_mask_tokens)]
+            [
+                MLP(dim, dim, dim // 8, 3, rngs=rngs, dtype=dtype)
+                for _ in range(self.num_mask_tokens)
+            ]
         )
         self.iou_prediction_head = MLP(
             dim,
@@ -99,11 +116,7 @@ class MaskDecoder(nnx.Module):
             dtype=dtype,
         )
         if pred_obj_scores:
-            self.pred_obj_score_head = (
-                MLP(dim, dim, 1, 3, rngs=rngs, dtype=dtype)
-                if pred_obj_scores_mlp
-                else linear(dim, 1, axes=("embed", None), rngs=rngs, dtype=dtype)
-            )
+            self.pred_obj_score_head = _obj_score_head(dim, pred_obj_scores_mlp, rngs, dtype)
         self.dynamic_multimask_via_stability = dynamic_multimask_via_stability
         self.dynamic_multimask_stability_delta = dynamic_multimask_stability_delta
         self.dynamic_multimask_stability_thresh = dynamic_multimask_stability_thresh
@@ -119,7 +132,9 @@ class MaskDecoder(nnx.Module):
         high_res_features: tuple[jax.Array, jax.Array] | None = None,
         *,
         training: bool = False,
-    ) -> tuple[Float[Array, "b m hm wm"], Float[Array, "b m"], Float[Array, "b t c"], Float[Array, "b 1"]]:
+    ) -> tuple[
+        Float[Array, "b m hm wm"], Float[Array, "b m"], Float[Array, "b t c"], Float[Array, "b 1"]
+    ]:
         """As ``MaskDecoder.forward``, channel-last inputs.
 
         Args:
@@ -168,30 +183,42 @@ class MaskDecoder(nnx.Module):
         return jnp.concatenate(tokens, axis=0)
 
     def _image_side(
-        self, image_embeddings: jax.Array, image_pe: jax.Array, dense: jax.Array, batch: int, repeat_image: bool
+        self,
+        image_embeddings: jax.Array,
+        image_pe: jax.Array,
+        dense: jax.Array,
+        batch: int,
+        repeat_image: bool,
     ) -> tuple[jax.Array, jax.Array]:
         """The image tokens and their PE, expanded per prompt row (as ``predict_masks``)."""
         if image_pe.shape[0] != 1:
-            raise EtamError(f"MaskDecoder: image_pe has batch {image_pe.shape[0]}, expected 1 (get_dense_pe())")
+            raise EtamError(
+                f"MaskDecoder: image_pe has batch {image_pe.shape[0]}, expected 1 (get_dense_pe())"
+            )
         if repeat_image:
             src = jnp.repeat(image_embeddings, batch, axis=0)
         elif image_embeddings.shape[0] != batch:
             raise EtamError(
-                f"MaskDecoder: image_embeddings batch {image_embeddings.shape[0]} != prompt batch {batch} "
+                f"MaskDecoder: image_embeddings batch {image_embeddings.shape[0]} "
+                f"!= prompt batch {batch} "
                 "(pass repeat_image=True to share one image)"
             )
         else:
             src = image_embeddings
         return src + dense, jnp.repeat(image_pe, batch, axis=0)
 
-    def _upscale(self, src: jax.Array, high_res_features: tuple[jax.Array, jax.Array] | None) -> jax.Array:
+    def _upscale(
+        self, src: jax.Array, high_res_features: tuple[jax.Array, jax.Array] | None
+    ) -> jax.Array:
         """``[B, g, g, C]`` -> ``[B, 4g, 4g, C/8]`` through ``output_upscaling``."""
         if not self.use_high_res_features:
             for layer in self.output_upscaling:
                 src = layer(src)
             return src
         if high_res_features is None:
-            raise EtamError("MaskDecoder: use_high_res_features is set but high_res_features is None")
+            raise EtamError(
+                "MaskDecoder: use_high_res_features is set but high_res_features is None"
+            )
         dc1, ln1, act1, dc2, act2 = self.output_upscaling
         feat_s0, feat_s1 = high_res_features
         upscaled = act1(ln1(dc1(src) + feat_s1))
@@ -206,21 +233,32 @@ class MaskDecoder(nnx.Module):
         repeat_image: bool,
         high_res_features: tuple[jax.Array, jax.Array] | None = None,
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-        """All ``num_mask_tokens`` masks ``[B, T, 4g, 4g]``, IoUs ``[B, T]``, mask tokens ``[B, T, C]``
-        and object-score logits ``[B, 1]`` (as ``MaskDecoder.predict_masks``)."""
+        """Every output token's result (as ``MaskDecoder.predict_masks``).
+
+        Returns:
+          masks ``[B, T, 4g, 4g]``, IoUs ``[B, T]``, mask tokens ``[B, T, C]``
+          (T = ``num_mask_tokens``) and object-score logits ``[B, 1]``.
+        """
         b = sparse_prompt_embeddings.shape[0]
         output_tokens = self._output_tokens()
         output_tokens = jnp.broadcast_to(output_tokens[None], (b, *output_tokens.shape))
-        tokens = jnp.concatenate([output_tokens, sparse_prompt_embeddings.astype(output_tokens.dtype)], axis=1)
-        src, pos_src = self._image_side(image_embeddings, image_pe, dense_prompt_embeddings, b, repeat_image)
+        tokens = jnp.concatenate(
+            [output_tokens, sparse_prompt_embeddings.astype(output_tokens.dtype)], axis=1
+        )
+        src, pos_src = self._image_side(
+            image_embeddings, image_pe, dense_prompt_embeddings, b, repeat_image
+        )
         g_h, g_w = src.shape[1:3]
         hs, src = self.transformer(src, pos_src, tokens)
         s = int(self.pred_obj_scores)
         iou_token_out = hs[:, s]
         mask_tokens_out = hs[:, s + 1 : s + 1 + self.num_mask_tokens]
-        upscaled = self._upscale(rearrange(src, "b (h w) c -> b h w c", h=g_h, w=g_w), high_res_features)
+        upscaled = self._upscale(
+            rearrange(src, "b (h w) c -> b h w c", h=g_h, w=g_w), high_res_features
+        )
         hyper_in = jnp.stack(
-            [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], axis=1
+            [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            axis=1,
         )
         masks = jnp.einsum("bmc,bhwc->bmhw", hyper_in, upscaled)
         iou_pred = self.iou_prediction_head(iou_token_out)
@@ -247,7 +285,9 @@ class MaskDecoder(nnx.Module):
         best_logits = jnp.take_along_axis(all_mask_logits[:, 1:], best[:, :, None, None], axis=1)
         best_iou = jnp.take_along_axis(multimask_iou, best, axis=1)
         single_logits, single_iou = all_mask_logits[:, 0:1], all_iou_scores[:, 0:1]
-        is_stable = self._get_stability_scores(single_logits) >= self.dynamic_multimask_stability_thresh
+        is_stable = (
+            self._get_stability_scores(single_logits) >= self.dynamic_multimask_stability_thresh
+        )
         return (
             jnp.where(is_stable[..., None, None], single_logits, best_logits),
             jnp.where(is_stable, single_iou, best_iou),
@@ -264,7 +304,9 @@ def build_mask_decoder(
     """The mask decoder exactly as EfficientTAM builds it (``sam2_base._build_sam_heads``
     with the shipped yamls); pass ``dynamic_multimask_via_stability=True`` for the
     official predictors' post-processing (``build_sam2*(apply_postprocessing=True)``)."""
-    transformer = TwoWayTransformer(depth=2, embedding_dim=hidden_dim, num_heads=8, mlp_dim=2048, rngs=rngs, dtype=dtype)
+    transformer = TwoWayTransformer(
+        depth=2, embedding_dim=hidden_dim, num_heads=8, mlp_dim=2048, rngs=rngs, dtype=dtype
+    )
     return MaskDecoder(
         transformer_dim=hidden_dim,
         transformer=transformer,

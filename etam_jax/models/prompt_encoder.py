@@ -14,7 +14,6 @@ bottom-right box corner (how the video predictor passes boxes), ``-1`` padding.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float, Int
@@ -92,10 +91,13 @@ class PromptEncoder(nnx.Module):
         pe = self.pe_layer.forward_with_coords(coords, self.input_image_size)
         # Row 0: not-a-point (label -1); rows 1..4: labels 0..3. Other labels add nothing.
         table = jnp.concatenate(
-            [self.not_a_point_embed.embedding[...]] + [e.embedding[...] for e in self.point_embeddings]
+            [self.not_a_point_embed.embedding[...]]
+            + [e.embedding[...] for e in self.point_embeddings]
         )
         known = (labels >= -1) & (labels < NUM_POINT_EMBEDDINGS)
-        learned = jnp.where(known[..., None], table[jnp.clip(labels + 1, 0, NUM_POINT_EMBEDDINGS)], 0.0)
+        learned = jnp.where(
+            known[..., None], table[jnp.clip(labels + 1, 0, NUM_POINT_EMBEDDINGS)], 0.0
+        )
         # Padding gets no positional part: zeroed, then the learned embedding added (as official).
         return jnp.where((labels == -1)[..., None], 0.0, pe) + learned
 
@@ -103,7 +105,9 @@ class PromptEncoder(nnx.Module):
         """As ``PromptEncoder._embed_boxes``: the two corners, labelled 2 and 3."""
         corners = (jnp.asarray(boxes, jnp.float32) + 0.5).reshape(-1, 2, 2)
         pe = self.pe_layer.forward_with_coords(corners, self.input_image_size)
-        corner_embeds = jnp.concatenate([self.point_embeddings[2].embedding[...], self.point_embeddings[3].embedding[...]])
+        corner_embeds = jnp.concatenate(
+            [self.point_embeddings[2].embedding[...], self.point_embeddings[3].embedding[...]]
+        )
         return pe + corner_embeds
 
     def _embed_masks(self, masks: Float[Array, "b hm wm 1"]) -> Float[Array, "b g g c"]:
@@ -148,7 +152,10 @@ class PromptEncoder(nnx.Module):
             dense = self._embed_masks(masks)
         else:
             g_h, g_w = self.image_embedding_size
-            dense = jnp.broadcast_to(self.no_mask_embed.embedding[...].reshape(1, 1, 1, -1), (bs, g_h, g_w, self.embed_dim))
+            dense = jnp.broadcast_to(
+                self.no_mask_embed.embedding[...].reshape(1, 1, 1, -1),
+                (bs, g_h, g_w, self.embed_dim),
+            )
         return jnp.concatenate(sparse, axis=1), dense
 
 
@@ -160,9 +167,16 @@ def _batch_size(points, boxes, masks) -> int:
     return 1
 
 
-def build_prompt_encoder(image_size: int, hidden_dim: int = 256, *, rngs: nnx.Rngs, dtype=jnp.float32) -> PromptEncoder:
-    """The prompt encoder as ``sam2_base._build_sam_heads`` builds it (stride 16, ``mask_in_chans=16``)."""
+def build_prompt_encoder(
+    image_size: int, hidden_dim: int = 256, *, rngs: nnx.Rngs, dtype=jnp.float32
+) -> PromptEncoder:
+    """The prompt encoder as ``sam2_base._build_sam_heads`` builds it.
+
+    Stride 16 (grid ``image_size // 16``), ``mask_in_chans=16``.
+    """
     if image_size % 16:
         raise EtamError(f"PromptEncoder: image_size {image_size} is not a multiple of 16")
     grid = image_size // 16
-    return PromptEncoder(hidden_dim, (grid, grid), (image_size, image_size), 16, rngs=rngs, dtype=dtype)
+    return PromptEncoder(
+        hidden_dim, (grid, grid), (image_size, image_size), 16, rngs=rngs, dtype=dtype
+    )

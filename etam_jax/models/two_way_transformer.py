@@ -40,13 +40,21 @@ class TwoWayAttentionBlock(nnx.Module):
         dtype=jnp.float32,
     ):
         def cross_attention() -> Attention:
-            return Attention(embedding_dim, num_heads, downsample_rate=attention_downsample_rate, rngs=rngs, dtype=dtype)
+            return Attention(
+                embedding_dim,
+                num_heads,
+                downsample_rate=attention_downsample_rate,
+                rngs=rngs,
+                dtype=dtype,
+            )
 
         self.self_attn = Attention(embedding_dim, num_heads, rngs=rngs, dtype=dtype)
         self.norm1 = layer_norm(embedding_dim, rngs=rngs, dtype=dtype)
         self.cross_attn_token_to_image = cross_attention()
         self.norm2 = layer_norm(embedding_dim, rngs=rngs, dtype=dtype)
-        self.mlp = MLP(embedding_dim, mlp_dim, embedding_dim, 2, rngs=rngs, activation=jax.nn.relu, dtype=dtype)
+        self.mlp = MLP(
+            embedding_dim, mlp_dim, embedding_dim, 2, rngs=rngs, activation=jax.nn.relu, dtype=dtype
+        )
         self.norm3 = layer_norm(embedding_dim, rngs=rngs, dtype=dtype)
         self.norm4 = layer_norm(embedding_dim, rngs=rngs, dtype=dtype)
         self.cross_attn_image_to_token = cross_attention()
@@ -72,13 +80,21 @@ class TwoWayAttentionBlock(nnx.Module):
         )
         queries = self.norm3(queries + self.mlp(queries))
         keys = _attend_and_norm(
-            self.cross_attn_image_to_token, self.norm4, keys, keys + key_pe, queries + query_pe, queries
+            self.cross_attn_image_to_token,
+            self.norm4,
+            keys,
+            keys + key_pe,
+            queries + query_pe,
+            queries,
         )
         return queries, keys
 
 
 class TwoWayTransformer(nnx.Module):
-    """``depth`` two-way blocks and a final token -> image attention (official ``TwoWayTransformer``)."""
+    """``depth`` two-way blocks, then a final token -> image attention.
+
+    Official ``TwoWayTransformer``.
+    """
 
     def __init__(
         self,
@@ -108,7 +124,11 @@ class TwoWayTransformer(nnx.Module):
             ]
         )
         self.final_attn_token_to_image = Attention(
-            embedding_dim, num_heads, downsample_rate=attention_downsample_rate, rngs=rngs, dtype=dtype
+            embedding_dim,
+            num_heads,
+            downsample_rate=attention_downsample_rate,
+            rngs=rngs,
+            dtype=dtype,
         )
         self.norm_final_attn = layer_norm(embedding_dim, rngs=rngs, dtype=dtype)
 

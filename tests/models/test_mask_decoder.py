@@ -12,7 +12,13 @@ from etam_jax.errors import EtamError
 from etam_jax.models.mask_decoder import MaskDecoder, build_mask_decoder
 from etam_jax.models.prompt_encoder import build_prompt_encoder
 from etam_jax.models.two_way_transformer import TwoWayTransformer
-from tests.official_reference import build_official, copy_weights, randomize_, relative_error, to_torch
+from tests.official_reference import (
+    build_official,
+    copy_weights,
+    randomize_,
+    relative_error,
+    to_torch,
+)
 
 IMAGE = 256
 OUTPUTS = ("masks", "iou_pred", "sam_tokens_out", "object_score_logits")
@@ -20,7 +26,7 @@ OUTPUTS = ("masks", "iou_pred", "sam_tokens_out", "object_score_logits")
 
 @pytest.fixture(scope="module")
 def heads():
-    """Our prompt encoder and decoder, and the official SAM2Base built from the ti yaml (image 256)."""
+    """Our prompt encoder and decoder; the official SAM2Base from the ti yaml at image 256."""
     official = build_official("efficienttam_ti", IMAGE, seed=5)
     with nnx.use_eager_sharding(False):
         encoder = build_prompt_encoder(IMAGE, rngs=nnx.Rngs(0))
@@ -90,19 +96,28 @@ def test_dynamic_fallback_takes_both_branches(heads):
     ref_decoder = official.sam_mask_decoder
     with torch.no_grad():
         all_masks = ref_decoder.predict_masks(
-            _nchw(inputs["image_embeddings"]), _nchw(inputs["image_pe"]),
-            to_torch(inputs["sparse_prompt_embeddings"]), _nchw(inputs["dense_prompt_embeddings"]), False,
+            _nchw(inputs["image_embeddings"]),
+            _nchw(inputs["image_pe"]),
+            to_torch(inputs["sparse_prompt_embeddings"]),
+            _nchw(inputs["dense_prompt_embeddings"]),
+            False,
         )[0]
         scores = np.sort(ref_decoder._get_stability_scores(all_masks[:, 0:1]).numpy().ravel())
     assert scores[0] < scores[-1], "need rows with different stability scores"
-    thresh = float((scores[0] + scores[1]) / 2 if scores[0] < scores[1] else (scores[1] + scores[2]) / 2)
+    thresh = float(
+        (scores[0] + scores[1]) / 2 if scores[0] < scores[1] else (scores[1] + scores[2]) / 2
+    )
     ref_decoder.dynamic_multimask_via_stability = decoder.dynamic_multimask_via_stability = True
-    ref_decoder.dynamic_multimask_stability_thresh = decoder.dynamic_multimask_stability_thresh = thresh
+    ref_decoder.dynamic_multimask_stability_thresh = decoder.dynamic_multimask_stability_thresh = (
+        thresh
+    )
     try:
         ref = _run_official(ref_decoder, inputs, False, repeat_image=False)
         ours = decoder(**inputs, multimask_output=False, repeat_image=False)
     finally:
-        ref_decoder.dynamic_multimask_stability_thresh = decoder.dynamic_multimask_stability_thresh = 0.98
+        ref_decoder.dynamic_multimask_stability_thresh = (
+            decoder.dynamic_multimask_stability_thresh
+        ) = 0.98
     _assert_matches(ours, ref)
     single = all_masks[:, 0:1].numpy()
     kept = [np.array_equal(r, s) for r, s in zip(ref[0], single)]
@@ -116,7 +131,9 @@ def test_high_res_no_obj_head_variant_matches_official():
     randomize_(official, seed=6)
     with nnx.use_eager_sharding(False):
         rngs = nnx.Rngs(0)
-        ours = MaskDecoder(transformer=TwoWayTransformer(2, 256, 8, 2048, rngs=rngs), rngs=rngs, **kwargs)
+        ours = MaskDecoder(
+            transformer=TwoWayTransformer(2, 256, 8, 2048, rngs=rngs), rngs=rngs, **kwargs
+        )
     copy_weights(ours, official.eval())
     grid, rng = IMAGE // 16, np.random.default_rng(3)
     inputs = _inputs(batch=2, grid=grid, tokens=5, seed=3)
@@ -126,7 +143,9 @@ def test_high_res_no_obj_head_variant_matches_official():
     )
     # Multimask output without use_multimask_token_for_obj_ptr: the token is still token 0.
     ref = _run_official(official, inputs, True, False, high_res)
-    _assert_matches(ours(**inputs, multimask_output=True, repeat_image=False, high_res_features=high_res), ref)
+    _assert_matches(
+        ours(**inputs, multimask_output=True, repeat_image=False, high_res_features=high_res), ref
+    )
 
 
 def _official_prompts(points, boxes, masks):
@@ -141,9 +160,14 @@ def _official_prompts(points, boxes, masks):
 def test_prompt_encoder_to_decoder_matches_official(heads, with_box, with_mask):
     encoder, decoder, official = heads
     rng, grid = np.random.default_rng(4), IMAGE // 16
-    points = (rng.uniform(0, IMAGE, (2, 3, 2)).astype(np.float32), np.array([[1, 0, -1], [1, 1, 0]], np.int32))
+    points = (
+        rng.uniform(0, IMAGE, (2, 3, 2)).astype(np.float32),
+        np.array([[1, 0, -1], [1, 1, 0]], np.int32),
+    )
     boxes = np.array([[10, 20, 200, 180], [50, 60, 90, 250]], np.float32) if with_box else None
-    masks = rng.standard_normal((2, 4 * grid, 4 * grid, 1)).astype(np.float32) if with_mask else None
+    masks = (
+        rng.standard_normal((2, 4 * grid, 4 * grid, 1)).astype(np.float32) if with_mask else None
+    )
     image = rng.standard_normal((2, grid, grid, 256), np.float32)
     with torch.no_grad():
         sparse, dense = official.sam_prompt_encoder(*_official_prompts(points, boxes, masks))
@@ -151,7 +175,9 @@ def test_prompt_encoder_to_decoder_matches_official(heads, with_box, with_mask):
             _nchw(image), official.sam_prompt_encoder.get_dense_pe(), sparse, dense, True, False
         )
     sparse, dense = encoder(points, boxes, masks)
-    ours = decoder(image, encoder.get_dense_pe(), sparse, dense, multimask_output=True, repeat_image=False)
+    ours = decoder(
+        image, encoder.get_dense_pe(), sparse, dense, multimask_output=True, repeat_image=False
+    )
     _assert_matches(ours, [r.numpy() for r in ref])
 
 

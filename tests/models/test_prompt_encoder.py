@@ -29,7 +29,9 @@ def _prompts(batch: int, with_points: bool, with_box: bool, with_mask: bool, see
     points = boxes = masks = None
     if with_points:
         coords = rng.uniform(0, IMAGE - 1, (batch, 5, 2)).astype(np.float32)
-        labels = np.array([[1, 0, 1, -1, -1], [1, -1, -1, -1, -1], [2, 3, 1, 0, -1]], np.int32)[:batch]
+        labels = np.array([[1, 0, 1, -1, -1], [1, -1, -1, -1, -1], [2, 3, 1, 0, -1]], np.int32)[
+            :batch
+        ]
         points = (coords, labels)
     if with_box:
         corners = np.sort(rng.uniform(0, IMAGE - 1, (batch, 2, 2)), axis=1).astype(np.float32)
@@ -51,7 +53,13 @@ def _official(official, points, boxes, masks):
 
 @pytest.mark.parametrize(
     "with_points,with_box,with_mask",
-    [(True, False, False), (True, True, True), (False, True, False), (False, False, True), (False, False, False)],
+    [
+        (True, False, False),
+        (True, True, True),
+        (False, True, False),
+        (False, False, True),
+        (False, False, False),
+    ],
 )
 def test_prompt_encoder_matches_official(encoders, with_points, with_box, with_mask):
     ours, official = encoders

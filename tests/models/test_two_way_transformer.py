@@ -15,7 +15,9 @@ def transformers():
     official = OfficialTwoWayTransformer(depth=2, embedding_dim=256, num_heads=8, mlp_dim=2048)
     randomize_(official, seed=4)
     with nnx.use_eager_sharding(False):
-        ours = TwoWayTransformer(depth=2, embedding_dim=256, num_heads=8, mlp_dim=2048, rngs=nnx.Rngs(0))
+        ours = TwoWayTransformer(
+            depth=2, embedding_dim=256, num_heads=8, mlp_dim=2048, rngs=nnx.Rngs(0)
+        )
     copy_weights(ours, official.eval())
     return ours, official
 
@@ -28,7 +30,11 @@ def test_two_way_transformer_matches_official(transformers, batch, tokens, pe_ba
     pe = rng.standard_normal((pe_batch, 16, 16, 256), np.float32)
     points = rng.standard_normal((batch, tokens, 256), np.float32)
     with torch.no_grad():
-        ref_q, ref_k = official(to_torch(image.transpose(0, 3, 1, 2)), to_torch(pe.transpose(0, 3, 1, 2)), to_torch(points))
+        ref_q, ref_k = official(
+            to_torch(image.transpose(0, 3, 1, 2)),
+            to_torch(pe.transpose(0, 3, 1, 2)),
+            to_torch(points),
+        )
     queries, keys = ours(image, pe, points)
     assert queries.shape == (batch, tokens, 256) and keys.shape == (batch, 256, 256)
     assert relative_error(queries, ref_q.numpy()) < 1e-5

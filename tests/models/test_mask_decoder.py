@@ -174,11 +174,17 @@ def test_prompt_encoder_to_decoder_matches_official(heads, with_box, with_mask):
         ref = official.sam_mask_decoder(
             _nchw(image), official.sam_prompt_encoder.get_dense_pe(), sparse, dense, True, False
         )
-    sparse, dense = encoder(points, boxes, masks)
-    ours = decoder(
-        image, encoder.get_dense_pe(), sparse, dense, multimask_output=True, repeat_image=False
-    )
-    _assert_matches(ours, [r.numpy() for r in ref])
+    graphdef, state = nnx.split((encoder, decoder))
+
+    @jax.jit  # static shapes: the prompt encoder and decoder trace as one program
+    def apply(state, image, points, boxes, masks):
+        enc, dec = nnx.merge(graphdef, state)
+        sparse, dense = enc(points, boxes, masks)
+        return dec(
+            image, enc.get_dense_pe(), sparse, dense, multimask_output=True, repeat_image=False
+        )
+
+    _assert_matches(apply(state, image, points, boxes, masks), [r.numpy() for r in ref])
 
 
 def test_full_size_grid_64_matches_official_under_jit(heads):

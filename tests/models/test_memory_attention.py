@@ -80,18 +80,19 @@ def _build(name: str, seed: int = 3) -> tuple[MemoryAttention, torch.nn.Module]:
     torch.manual_seed(seed)
     official = instantiate(official_config(name, IMAGE).model.memory_attention, _recursive_=True)
     randomize_(official, seed)
-    with nnx.use_eager_sharding(False):
-        ours = MemoryAttention(get_model_config(name, IMAGE).memory_attention, GRID, rngs=nnx.Rngs(0))
+    with nnx.use_eager_sharding(False):  # abstract: every weight comes from the official module
+        cfg = get_model_config(name, IMAGE).memory_attention
+        ours = nnx.eval_shape(lambda: MemoryAttention(cfg, GRID, rngs=nnx.Rngs(0)))
     copy_weights(ours, official)
     return ours, official.eval()
 
 
-def _jitted(module: nnx.Module):
+def _jitted(module: nnx.Module, **static):
     graphdef, state = nnx.split(module)
 
     @jax.jit
     def run(state, inputs):
-        return nnx.merge(graphdef, state)(**inputs)
+        return nnx.merge(graphdef, state)(**inputs, **static)
 
     return lambda inputs: run(state, inputs)
 
@@ -190,15 +191,19 @@ def test_cross_attention_pool_windows_match_brute_force(window, correction):
 
 
 def test_dropout_needs_rng_and_is_reproducible():
+    cfg = get_model_config("efficienttam_ti_1", IMAGE).memory_attention
+    cfg.num_layers = 1
     with nnx.use_eager_sharding(False):
-        ours = MemoryAttention(get_model_config("efficienttam_ti_1", IMAGE).memory_attention, GRID, rngs=nnx.Rngs(0))
+        ours = MemoryAttention(cfg, GRID, rngs=nnx.Rngs(0))
     x = _inputs(seed=7, batch=1)
     with pytest.raises(EtamError, match="dropout rng"):
         ours(**x, deterministic=False)
-    key = jax.random.key(1)
-    a, b = (np.asarray(ours(**x, deterministic=False, rng=key)) for _ in range(2))
-    plain = np.asarray(ours(**x))
-    assert np.isfinite(a).all() and np.array_equal(a, b) and not np.allclose(a, plain)
+    train = _jitted(ours, deterministic=False)
+    a, b = (np.asarray(train({**x, "rng": jax.random.key(1)})) for _ in range(2))
+    other = np.asarray(train({**x, "rng": jax.random.key(2)}))
+    plain = np.asarray(_jitted(ours)(x))
+    assert np.isfinite(a).all() and np.array_equal(a, b)
+    assert not np.allclose(a, plain) and not np.allclose(a, other)
 
 
 @pytest.mark.parametrize("window,correction,match", [(3, "eq5", "pool_window"), (2, "eq7", "pool_correction")])

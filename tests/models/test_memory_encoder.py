@@ -16,8 +16,9 @@ def _build(image_size: int, seed: int = 11) -> tuple[MemoryEncoder, torch.nn.Mod
     torch.manual_seed(seed)
     official = instantiate(official_config("efficienttam_ti", image_size).model.memory_encoder, _recursive_=True)
     randomize_(official, seed)
-    with nnx.use_eager_sharding(False):
-        ours = MemoryEncoder(get_model_config("efficienttam_ti", image_size).memory_encoder, rngs=nnx.Rngs(0))
+    cfg = get_model_config("efficienttam_ti", image_size).memory_encoder
+    with nnx.use_eager_sharding(False):  # abstract: every weight comes from the official module
+        ours = nnx.eval_shape(lambda: MemoryEncoder(cfg, rngs=nnx.Rngs(0)))
     copy_weights(ours, official)
     return ours, official.eval()
 

@@ -1,4 +1,6 @@
-"""EfficientTAM's image encoder: ViT trunk + ViTDet neck (official ``backbones.image_encoder.ImageEncoder``).
+"""EfficientTAM's image encoder: ViT trunk + ViTDet neck.
+
+Official ``sam2.modeling.backbones.image_encoder.ImageEncoder`` with ``scalp=0``.
 
 State paths ``trunk.*`` and ``neck.*`` are the official ``image_encoder.trunk.*``
 and ``image_encoder.neck.*`` without the prefix (convert with
@@ -42,8 +44,10 @@ class ImageEncoder(nnx.Module):
             rngs=rngs,
             dtype=dtype,
         )
-        # As the official yaml: neck_norm LN, backbone_channel_list [embed_dim], sine pos-enc of d_model.
-        self.neck = ViTDetNeck(cfg.image_encoder.d_model, [trunk.embed_dim], neck_norm="LN", rngs=rngs, dtype=dtype)
+        # As the official yaml: neck_norm LN, backbone_channel_list [embed_dim], sine of d_model.
+        self.neck = ViTDetNeck(
+            cfg.image_encoder.d_model, [trunk.embed_dim], neck_norm="LN", rngs=rngs, dtype=dtype
+        )
 
     def __call__(self, images: Float[Array, "b h w 3"]) -> dict[str, Float[Array, "b g g d"]]:
         """Encodes normalised images.

@@ -29,11 +29,15 @@ class NeckConvs(nnx.Module):
 
     def __init__(self, in_dim: int, d_model: int, *, norm: bool, rngs: nnx.Rngs, dtype=jnp.float32):
         def norm_layer():
-            return layer_norm(d_model, eps=LAYER_NORM_2D_EPS, rngs=rngs, dtype=dtype) if norm else None
+            return (
+                layer_norm(d_model, eps=LAYER_NORM_2D_EPS, rngs=rngs, dtype=dtype) if norm else None
+            )
 
         self.conv_1x1 = conv(in_dim, d_model, 1, use_bias=not norm, rngs=rngs, dtype=dtype)
         self.norm_0 = norm_layer()
-        self.conv_3x3 = conv(d_model, d_model, 3, padding=1, use_bias=not norm, rngs=rngs, dtype=dtype)
+        self.conv_3x3 = conv(
+            d_model, d_model, 3, padding=1, use_bias=not norm, rngs=rngs, dtype=dtype
+        )
         self.norm_1 = norm_layer()
 
     def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h w d"]:
@@ -68,10 +72,15 @@ class ViTDetNeck(nnx.Module):
         self.position_encoding = position_encoding or PositionEmbeddingSine(d_model)
         norm = neck_norm is not None
         self.convs = nnx.List(
-            [NeckConvs(dim, d_model, norm=norm, rngs=rngs, dtype=dtype) for dim in self.backbone_channel_list]
+            [
+                NeckConvs(dim, d_model, norm=norm, rngs=rngs, dtype=dtype)
+                for dim in self.backbone_channel_list
+            ]
         )
 
-    def __call__(self, x: Float[Array, "b h w c"]) -> tuple[Float[Array, "b h w d"], Float[Array, "b h w d"]]:
+    def __call__(
+        self, x: Float[Array, "b h w c"]
+    ) -> tuple[Float[Array, "b h w d"], Float[Array, "b h w d"]]:
         """The neck features and their position encoding, both ``[B, H, W, d_model]``.
 
         As ``ViTDetNeck.forward``, which reads only the first level ``xs[0]``

@@ -70,7 +70,10 @@ def sine_position_encoding(
     pos_y = _interleave_sin_cos(y[:, None] / dim_t)  # (h, half)
     pos_x = _interleave_sin_cos(x[:, None] / dim_t)  # (w, half)
     pos = jnp.concatenate(
-        [jnp.broadcast_to(pos_y[:, None], (height, width, half)), jnp.broadcast_to(pos_x[None], (height, width, half))],
+        [
+            jnp.broadcast_to(pos_y[:, None], (height, width, half)),
+            jnp.broadcast_to(pos_x[None], (height, width, half)),
+        ],
         axis=-1,
     )
     return jnp.broadcast_to(pos[None], (batch, height, width, num_pos_feats))
@@ -81,7 +84,9 @@ def _check_sine_args(num_pos_feats: int, normalize: bool, scale: float | None) -
     if num_pos_feats % 2:
         raise EtamError(f"PositionEmbeddingSine: num_pos_feats must be even, found {num_pos_feats}")
     if scale is not None and not normalize:
-        raise EtamError("PositionEmbeddingSine: scale was given but normalize is False (expected True)")
+        raise EtamError(
+            "PositionEmbeddingSine: scale was given but normalize is False (expected True)"
+        )
     return 2 * math.pi if scale is None else scale
 
 
@@ -102,10 +107,16 @@ class PositionEmbeddingSine(nnx.Module):
         self.normalize = normalize
 
     def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h w p"]:
-        """Args: x [B, H, W, C] (only its shape is used). Returns [B, H, W, num_pos_feats] float32."""
+        """Args: x [B, H, W, C], only its shape is used. Returns [B, H, W, num_pos_feats] f32."""
         b, h, w = x.shape[:3]
         return sine_position_encoding(
-            b, h, w, self.num_pos_feats, temperature=self.temperature, normalize=self.normalize, scale=self.scale
+            b,
+            h,
+            w,
+            self.num_pos_feats,
+            temperature=self.temperature,
+            normalize=self.normalize,
+            scale=self.scale,
         )
 
 

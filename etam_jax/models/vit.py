@@ -62,8 +62,10 @@ def torch_bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
     return matrix.astype(np.float32)
 
 
-def resize_bicubic_torch(x: Float[Array, "b h w c"], size: tuple[int, int]) -> Float[Array, "b oh ow c"]:
-    """Resizes a channel-last map exactly as torch's bicubic ``F.interpolate`` (align_corners=False)."""
+def resize_bicubic_torch(
+    x: Float[Array, "b h w c"], size: tuple[int, int]
+) -> Float[Array, "b oh ow c"]:
+    """Resizes ``[B, H, W, C]`` as torch's bicubic ``F.interpolate`` (align_corners=False)."""
     rows = torch_bicubic_matrix(x.shape[1], size[0])
     cols = torch_bicubic_matrix(x.shape[2], size[1])
     return jnp.einsum("ai,bj,nijc->nabc", rows, cols, x, precision=jax.lax.Precision.HIGHEST)
@@ -92,7 +94,7 @@ def get_abs_pos(
 
 
 def window_partition(x: Float[Array, "b h w c"], window: int) -> tuple[jax.Array, tuple[int, int]]:
-    """Zero-pads to a multiple of ``window`` and splits into windows (as ``utils.window_partition``).
+    """Zero-pads to a multiple of ``window`` and splits into windows (``utils.window_partition``).
 
     Returns:
       ``[B * num_windows, window, window, C]`` windows (row-major over the
@@ -108,14 +110,17 @@ def window_partition(x: Float[Array, "b h w c"], window: int) -> tuple[jax.Array
 def window_unpartition(
     windows: jax.Array, window: int, pad_hw: tuple[int, int], hw: tuple[int, int]
 ) -> Float[Array, "b h w c"]:
-    """Inverse of :func:`window_partition`, dropping the padding (as ``utils.window_unpartition``)."""
+    """Inverse of :func:`window_partition`, dropping the padding (``utils.window_unpartition``)."""
     nh, nw = pad_hw[0] // window, pad_hw[1] // window
     x = rearrange(windows, "(b nh nw) wh ww c -> b (nh wh) (nw ww) c", nh=nh, nw=nw)
     return x[:, : hw[0], : hw[1]]
 
 
 def chunked_dot_product_attention(
-    q: Float[Array, "b n h d"], k: Float[Array, "b m h d"], v: Float[Array, "b m h d"], chunk: int | None
+    q: Float[Array, "b n h d"],
+    k: Float[Array, "b m h d"],
+    v: Float[Array, "b m h d"],
+    chunk: int | None,
 ) -> Float[Array, "b n h d"]:
     """``jax.nn.dot_product_attention``, over blocks of ``chunk`` queries when ``chunk`` is set.
 
@@ -136,7 +141,11 @@ def auto_query_chunk(num_queries: int) -> int | None:
     Only on the CPU backend and for long sequences (accelerators fuse the
     whole attention and a sequential ``lax.map`` would only slow them down).
     """
-    if jax.default_backend() == "cpu" and num_queries > 4 * CPU_QUERY_CHUNK and num_queries % CPU_QUERY_CHUNK == 0:
+    if (
+        jax.default_backend() == "cpu"
+        and num_queries > 4 * CPU_QUERY_CHUNK
+        and num_queries % CPU_QUERY_CHUNK == 0
+    ):
         return CPU_QUERY_CHUNK
     return None
 
@@ -144,7 +153,9 @@ def auto_query_chunk(num_queries: int) -> int | None:
 class PatchEmbed(nnx.Module):
     """Non-overlapping patch projection (``utils.PatchEmbed`` with kernel = stride = patch)."""
 
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    def __init__(
+        self, patch_size: int, in_chans: int, embed_dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32
+    ):
         self.proj = conv(in_chans, embed_dim, patch_size, stride=patch_size, rngs=rngs, dtype=dtype)
 
     def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b gh gw d"]:
@@ -154,17 +165,23 @@ class PatchEmbed(nnx.Module):
 class Attention(nnx.Module):
     """ViTDet multi-head self-attention with a fused ``qkv`` projection (no rel-pos)."""
 
-    def __init__(self, dim: int, num_heads: int, *, rngs: nnx.Rngs, qkv_bias: bool = True, dtype=jnp.float32):
+    def __init__(
+        self, dim: int, num_heads: int, *, rngs: nnx.Rngs, qkv_bias: bool = True, dtype=jnp.float32
+    ):
         if dim % num_heads:
             raise EtamError(f"ViT: num_heads {num_heads} must divide embed_dim {dim}")
         self.num_heads = num_heads
-        self.qkv = linear(dim, 3 * dim, axes=("embed", "heads"), use_bias=qkv_bias, rngs=rngs, dtype=dtype)
+        self.qkv = linear(
+            dim, 3 * dim, axes=("embed", "heads"), use_bias=qkv_bias, rngs=rngs, dtype=dtype
+        )
         self.proj = linear(dim, dim, axes=("heads", "embed"), rngs=rngs, dtype=dtype)
 
     def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h w c"]:
         _, h, w, _ = x.shape
         # As vitdet.Attention.forward: qkv channels are laid out (3, heads, head_dim).
-        qkv = rearrange(self.qkv(x), "b h w (three n d) -> three b (h w) n d", three=3, n=self.num_heads)
+        qkv = rearrange(
+            self.qkv(x), "b h w (three n d) -> three b (h w) n d", three=3, n=self.num_heads
+        )
         out = chunked_dot_product_attention(qkv[0], qkv[1], qkv[2], auto_query_chunk(h * w))
         return self.proj(rearrange(out, "b (h w) n d -> b h w (n d)", h=h, w=w))
 
@@ -233,7 +250,9 @@ class ViT(nnx.Module):
     ):
         global_blocks = [i for i in range(depth) if i not in window_block_indexes]
         if not global_blocks:
-            raise EtamError(f"ViT: window_block_indexes {list(window_block_indexes)} leave no global block")
+            raise EtamError(
+                f"ViT: window_block_indexes {list(window_block_indexes)} leave no global block"
+            )
         # As vitdet.ViT.forward: the output is taken after the last global-attention block.
         self.last_global_block = global_blocks[-1]
         self.pretrain_use_cls_token = pretrain_use_cls_token

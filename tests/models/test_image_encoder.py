@@ -3,6 +3,7 @@
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -31,6 +32,12 @@ from tests.official_reference import (
 SMALL_TRUNK = dict(embed_dim=48, depth=3, num_heads=3, window_size=4, window_block_indexes=[0, 2])
 
 
+def jit_apply(module: nnx.Module, *args):
+    """``module(*args)`` under ``jax.jit`` (split/merge), as the model is used."""
+    graphdef, state = nnx.split(module)
+    return jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a))(state, *args)
+
+
 def _to_nchw(x) -> torch.Tensor:
     return to_torch(x).permute(0, 3, 1, 2)
 
@@ -44,17 +51,17 @@ def test_neck_matches_official(neck_norm):
     official = OfficialNeck(OfficialSine(64), 64, [48], neck_norm=neck_norm)
     randomize_(official, seed=7)
     with nnx.use_eager_sharding(False):
-        ours = ViTDetNeck(64, [48], neck_norm=neck_norm, rngs=nnx.Rngs(0))
+        ours = nnx.eval_shape(lambda: ViTDetNeck(64, [48], neck_norm=neck_norm, rngs=nnx.Rngs(0)))
     copy_weights(ours, official)
     x = np.random.default_rng(0).standard_normal((2, 6, 9, 48)).astype(np.float32)
     with torch.no_grad():
         (ref,), (ref_pos,) = official([_to_nchw(x)])
-    out, pos = ours(x)
+    out, pos = jit_apply(ours, x)
     assert relative_error(out, _to_nhwc(ref)) < 1e-5
     assert relative_error(pos, _to_nhwc(ref_pos)) < 1e-6
 
 
-def _encoder_pair(name: str, image_size: int, seed: int, **trunk):
+def _encoder_pair(name: str, image_size: int, seed: int, dtype=jnp.float32, **trunk):
     """The official ImageEncoder (hydra, from the yaml) and ours, with the same random weights."""
     cfg = official_config(name, image_size).model.image_encoder
     cfg.trunk.update(trunk)
@@ -63,9 +70,12 @@ def _encoder_pair(name: str, image_size: int, seed: int, **trunk):
     official = instantiate(cfg, _recursive_=True).eval()
     randomize_(official, seed)
     ours_cfg = get_model_config(name, image_size)
-    ours_cfg.image_encoder.trunk.update({k: tuple(v) if isinstance(v, list) else v for k, v in trunk.items()})
+    ours_cfg.image_encoder.trunk.update(
+        {k: tuple(v) if isinstance(v, list) else v for k, v in trunk.items()}
+    )
+    # Built abstractly (no init compiles): every variable is then set from the official weights.
     with nnx.use_eager_sharding(False):
-        ours = ImageEncoder(ours_cfg, rngs=nnx.Rngs(0))
+        ours = nnx.eval_shape(lambda: ImageEncoder(ours_cfg, rngs=nnx.Rngs(0), dtype=dtype))
     load_torch_arrays(ours, state_dict_numpy(official, "image_encoder."), prefix="image_encoder.")
     return ours, official
 
@@ -75,7 +85,10 @@ def _official_outputs(official, images: np.ndarray) -> dict[str, np.ndarray]:
         out = official(_to_nchw(images))
     assert len(out["backbone_fpn"]) == len(out["vision_pos_enc"]) == 1
     assert out["backbone_fpn"][0] is out["vision_features"]
-    return {"vision_features": _to_nhwc(out["vision_features"]), "vision_pos_enc": _to_nhwc(out["vision_pos_enc"][0])}
+    return {
+        "vision_features": _to_nhwc(out["vision_features"]),
+        "vision_pos_enc": _to_nhwc(out["vision_pos_enc"][0]),
+    }
 
 
 def _images(size: int, batch: int = 1) -> np.ndarray:
@@ -86,15 +99,32 @@ def test_small_image_encoder_matches_official():
     ours, official = _encoder_pair("efficienttam_ti", 160, seed=8, **SMALL_TRUNK)
     images = _images(160, batch=2)
     ref = _official_outputs(official, images)
-    out = ours(images)
+    out = jit_apply(ours, images)
     for key in ref:
         assert out[key].shape == (2, 10, 10, 256)
         assert relative_error(out[key], ref[key]) < 1e-5, key
 
 
+def test_small_image_encoder_bfloat16_compute():
+    ours, official = _encoder_pair(
+        "efficienttam_ti", 160, seed=8, dtype=jnp.bfloat16, **SMALL_TRUNK
+    )
+    images = _images(160)
+    ref = _official_outputs(official, images)
+    out = jit_apply(ours, images)
+    assert jax.tree.map(lambda x: x.dtype, out) == dict.fromkeys(ref, jnp.bfloat16)
+    # bfloat16 keeps 8 mantissa bits: ~1e-2 of the features' scale after a few blocks.
+    for key in ref:
+        assert relative_error(out[key], ref[key]) < 5e-2, key
+
+
 def test_image_encoder_rejects_wrong_size():
-    with nnx.use_eager_sharding(False):
-        ours = ImageEncoder(get_model_config("efficienttam_ti", 64), rngs=nnx.Rngs(0))
+    cfg = get_model_config("efficienttam_ti", 64)
+    cfg.image_encoder.trunk.update(embed_dim=48, depth=2, window_block_indexes=(0,))
+    with nnx.use_eager_sharding(False):  # built concretely: the initialisers run too
+        ours = ImageEncoder(cfg, rngs=nnx.Rngs(0), dtype=jnp.bfloat16)
+    # Parameters stay float32 whatever the compute dtype.
+    assert {leaf.dtype for leaf in jax.tree.leaves(nnx.state(ours))} == {jnp.dtype(jnp.float32)}
     with pytest.raises(EtamError, match="64, 64, 3"):
         ours(np.zeros((1, 32, 32, 3), np.float32))
 
@@ -113,7 +143,7 @@ def test_efficienttam_ti_image_encoder_matches_official_at_1024():
     out = jax.block_until_ready(compiled(state, images))
     run_s = time.perf_counter() - start
     errors = {key: relative_error(out[key], ref[key]) for key in ref}
-    print(f"efficienttam_ti encoder @1024: compile {compile_s:.1f}s, run {run_s:.2f}s, errors {errors}")
+    print(f"efficienttam_ti @1024: compile {compile_s:.1f}s, run {run_s:.2f}s, errors {errors}")
     for key, err in errors.items():
         assert out[key].shape == (1, 64, 64, 256)
         assert err < 1e-4, key

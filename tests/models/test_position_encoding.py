@@ -18,7 +18,11 @@ from tests.official_reference import copy_weights, randomize_, relative_error
 
 @pytest.mark.parametrize(
     "shape,feats,kwargs",
-    [((2, 5, 7), 256, {}), ((1, 64, 64), 256, {}), ((1, 4, 3), 16, dict(normalize=False, temperature=20))],
+    [
+        ((2, 5, 7), 256, {}),
+        ((1, 64, 64), 256, {}),
+        ((1, 4, 3), 16, dict(normalize=False, temperature=20)),
+    ],
 )
 def test_sine_matches_official(shape, feats, kwargs):
     b, h, w = shape
@@ -69,4 +73,7 @@ def test_random_buffer_key_and_shape():
     with nnx.use_eager_sharding(False):
         ours = PositionEmbeddingRandom(64, rngs=nnx.Rngs(0))
     official = OfficialRandom(64)
-    assert ours.positional_encoding_gaussian_matrix.shape == official.positional_encoding_gaussian_matrix.shape
+    assert (
+        ours.positional_encoding_gaussian_matrix.shape
+        == official.positional_encoding_gaussian_matrix.shape
+    )

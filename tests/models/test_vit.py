@@ -17,16 +17,22 @@ from etam_jax.models.vit import (
     window_partition,
     window_unpartition,
 )
+from tests.models.test_image_encoder import jit_apply
 from tests.official_reference import copy_weights, randomize_, relative_error, to_torch
 
 BICUBIC_TOL = 5e-6
 
 
-@pytest.mark.parametrize("in_hw,out_hw", [((14, 14), (64, 64)), ((14, 14), (8, 8)), ((14, 14), (5, 23)), ((7, 9), (7, 4))])
+@pytest.mark.parametrize(
+    "in_hw,out_hw",
+    [((14, 14), (64, 64)), ((14, 14), (8, 8)), ((14, 14), (5, 23)), ((7, 9), (7, 4))],
+)
 def test_bicubic_matches_torch_interpolate(in_hw, out_hw):
     x = np.random.default_rng(0).standard_normal((2, *in_hw, 3)).astype(np.float32)
     with torch.no_grad():
-        ref = F.interpolate(to_torch(x).permute(0, 3, 1, 2), size=out_hw, mode="bicubic", align_corners=False)
+        ref = F.interpolate(
+            to_torch(x).permute(0, 3, 1, 2), size=out_hw, mode="bicubic", align_corners=False
+        )
     ours = resize_bicubic_torch(x, out_hw)
     assert ours.shape == (2, *out_hw, 3)
     # torch rounds its cubic weights in float32 (ours: float64, then rounded), so the
@@ -47,7 +53,9 @@ def test_window_partition_matches_official():
     windows, pad_hw = window_partition(x, 4)
     assert pad_hw == ref_pad == (12, 16)
     np.testing.assert_array_equal(windows, ref.numpy())
-    back = official_utils.window_unpartition(to_torch(np.asarray(windows)), 4, pad_hw, (10, 13)).numpy()
+    back = official_utils.window_unpartition(
+        to_torch(np.asarray(windows)), 4, pad_hw, (10, 13)
+    ).numpy()
     np.testing.assert_array_equal(window_unpartition(windows, 4, pad_hw, (10, 13)), back)
     np.testing.assert_array_equal(back, x)
 
@@ -56,7 +64,7 @@ def _small_vit_pair(seed: int, **shape):
     official = OfficialViT(**shape).eval()
     randomize_(official, seed)
     with nnx.use_eager_sharding(False):
-        ours = ViT(**shape, rngs=nnx.Rngs(0))
+        ours = nnx.eval_shape(lambda: ViT(**shape, rngs=nnx.Rngs(0)))
     copy_weights(ours, official)
     return ours, official
 
@@ -69,7 +77,7 @@ def test_vit_matches_official_windowed_and_global():
     x = np.random.default_rng(3).standard_normal((2, 160, 208, 3)).astype(np.float32)
     with torch.no_grad():
         (ref,) = official(to_torch(x).permute(0, 3, 1, 2))
-    out = ours(x)
+    out = jit_apply(ours, x)
     assert out.shape == (2, 10, 13, 48)
     assert relative_error(out, ref.permute(0, 2, 3, 1).numpy()) < 1e-5
 

@@ -2,7 +2,7 @@
 
     etam data synth --out DIR [--kinds sa1b,sav,sav_eval,davis] [--seed N]
     etam data prepare sa1b|sav --source DIR --out DIR [--annotations manual,auto]
-                      [--max-skipped-fraction 0.01]
+                      [--max-skipped-fraction 0.01] [--workers N] [--check-masks]
     etam data inspect --source DIR --out DIR [-n N] [--seed N] [--max-frames N]
                       [--pipeline [--resolution S] [--num-frames T] [--max-objects O]]
 """
@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--out", required=True)
     prep.add_argument("--annotations", default="manual", help="SA-V jsons: manual or manual,auto")
     prep.add_argument("--max-skipped-fraction", type=float, default=0.01)
+    prep.add_argument("--workers", type=int, default=0, help="reader/checker processes (0: in this process)")
+    prep.add_argument("--check-masks", action="store_true", help="also decode every mask while checking")
     insp = sub.add_parser("inspect", help="draw examples with mask overlays to PNG")
     insp.add_argument("--source", required=True,
                       help="raw SA-1B/SA-V folder, prepared dataset, or DAVIS / SA-V val folder")
@@ -60,7 +62,8 @@ def _synth(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from data_pipelines.prepare import prepare
 
-    report = prepare(args.kind, args.source, args.out, tuple(a for a in args.annotations.split(",") if a))
+    annotations = tuple(a for a in args.annotations.split(",") if a)
+    report = prepare(args.kind, args.source, args.out, annotations, args.workers, args.check_masks)
     print(json.dumps({k: v for k, v in report.items() if k != "skipped_files"}))
     total = report["examples"] + report["skipped"]
     if total and report["skipped"] / total > args.max_skipped_fraction:

@@ -34,11 +34,21 @@ def raw_source_factory(kind: str, source: str | Path, annotations: Sequence[str]
     raise EtamError(f"prepare: unknown dataset {kind!r}, expected one of {sorted(BUILDERS)}")
 
 
-def prepare(kind: str, source: str | Path, out: str | Path, annotations: Sequence[str] = ("manual",)) -> dict:
-    """Prepares one dataset; returns (and writes) the report."""
+def prepare(kind: str, source: str | Path, out: str | Path, annotations: Sequence[str] = ("manual",),
+            workers: int = 0, check_masks: bool = False) -> dict:
+    """Prepares one dataset; returns (and writes) the report.
+
+    Args:
+        kind: ``"sa1b"`` or ``"sav"``.
+        source: the raw folder.
+        out: the TFDS ``data_dir`` to write into.
+        annotations: SA-V jsons to use.
+        workers: processes reading and checking examples (0: this process).
+        check_masks: also decode every mask while checking (slower; catches corrupt RLE strings).
+    """
     out = Path(out)
     make_source = raw_source_factory(kind, source, annotations)
-    builder = BUILDERS[kind](make_source=make_source, data_dir=str(out))
+    builder = BUILDERS[kind](make_source=make_source, workers=workers, check_masks=check_masks, data_dir=str(out))
     if Path(builder.data_dir).exists():
         raise EtamError(f"prepare: {builder.data_dir} already exists; remove it or choose another --out")
     config = tfds.download.DownloadConfig(compute_stats=tfds.download.ComputeStatsMode.SKIP)

@@ -133,6 +133,56 @@ def rle_area(counts: bytes | str, height: int, width: int) -> int:
     return int(mask_utils.area({"size": [height, width], "counts": counts}))
 
 
+def rle_length(counts: bytes | str) -> int:
+    """Pixels an RLE counts string covers (sum of its runs); -1 if malformed (negative run, cut short).
+
+    pycocotools decodes an RLE whose runs cover fewer than ``h * w`` pixels
+    without complaint, leaving the rest of the mask uninitialised, so readers
+    check this before anything decodes. The string format is COCO's
+    (``maskApi.c: rleFrString``): 5-bit groups offset by 48, bit 0x20 =
+    more groups follow, bit 0x10 of the last group = negative, runs after the
+    second stored as differences to the run two before.
+    """
+    data = counts.encode() if isinstance(counts, str) else counts
+    runs: list[int] = []
+    p = 0
+    while p < len(data):
+        x, k, more = 0, 0, True
+        while more:
+            if p == len(data):  # the last group says more follow
+                return -1
+            c = data[p] - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        if x < 0:
+            return -1
+        runs.append(x)
+    return sum(runs)
+
+
+def checked_rle(record: Record, t: int, o: int) -> bytes:
+    """RLE counts of frame ``t``, object ``o``; `SkippedExample` unless it covers ``height x width``."""
+    counts = record["rle_counts"][t, o]
+    size = record["height"] * record["width"]
+    length = rle_length(counts)
+    if length != size:
+        raise SkippedExample(
+            f"RLE of object {record['object_ids'][o]} on frame {record['frame_indices'][t]} covers "
+            f"{length} pixels, image has {record['height']}x{record['width']} = {size}", record["file"])
+    return counts
+
+
+def check_rle_lengths(record: Record) -> None:
+    """Raises `SkippedExample` if any valid RLE does not cover exactly ``height x width`` pixels."""
+    for t, o in zip(*np.nonzero(record["valid"])):
+        checked_rle(record, t, o)
+
+
 def num_frames(record: Record) -> int:
     """Number of annotated frames T of a record."""
     return len(record["frames"])
@@ -170,6 +220,38 @@ def check_record(record: Record, min_frames: int = 1) -> None:
         raise SkippedExample(f"object {int(record['object_ids'][empty[0]])} has no pixels", file)
 
 
+def decode_frames(record: Record, t_sel: Sequence[int]) -> np.ndarray:
+    """Decodes frames ``t_sel`` of a record to uint8 ``[t, H, W, 3]``.
+
+    Raises:
+        SkippedExample: corrupt JPEG, or a frame size other than the record's.
+    """
+    file, h, w = record["file"], record["height"], record["width"]
+    frames = np.stack([decode_jpeg(record["frames"][t], file) for t in t_sel])
+    if frames.shape[1:3] != (h, w):
+        raise SkippedExample(f"image size {list(frames.shape[1:3])} != annotated size {[h, w]}", file)
+    return frames
+
+
+def validate_record(record: Record, masks: bool = False) -> None:
+    """What preparation checks before storing a record: `check_record`, RLE lengths, frames decode.
+
+    Args:
+        record: a record.
+        masks: also decode every mask (most of the cost on SA-1B); without it,
+            mask sizes rest on the reader's check and areas on `check_record`.
+
+    Raises:
+        SkippedExample: the record is bad.
+    """
+    check_record(record)
+    check_rle_lengths(record)
+    if masks:
+        decode_record(record)
+    else:
+        decode_frames(record, range(num_frames(record)))
+
+
 def decode_record(
     record: Record, frame_idx: Sequence[int] | None = None, obj_idx: Sequence[int] | None = None,
 ) -> dict[str, Any]:
@@ -189,21 +271,18 @@ def decode_record(
         ``[o]``, ``frame_indices`` int32 ``[t]``, ``id``, ``source``.
 
     Raises:
-        SkippedExample: any bad input (see `check_record`, corrupt JPEG, RLE or
-            JPEG size disagreeing with the record's size).
+        SkippedExample: any bad input (see `check_record`; corrupt JPEG; an RLE
+            or JPEG size disagreeing with the record's size).
     """
     check_record(record)
-    file = record["file"]
     t_sel = np.arange(num_frames(record)) if frame_idx is None else np.asarray(frame_idx)
     o_sel = np.arange(len(record["object_ids"])) if obj_idx is None else np.asarray(obj_idx)
-    h, w = record["height"], record["width"]
-    frames = np.stack([decode_jpeg(record["frames"][t], file) for t in t_sel])
-    if frames.shape[1:3] != (h, w):
-        raise SkippedExample(f"image size {list(frames.shape[1:3])} != annotated size {[h, w]}", file)
+    frames = decode_frames(record, t_sel)
     valid = record["valid"][np.ix_(t_sel, o_sel)]
+    h, w = record["height"], record["width"]
     masks = np.zeros((len(t_sel), len(o_sel), h, w), bool)
     for i, j in zip(*np.nonzero(valid)):
-        decode_rle(record["rle_counts"][t_sel[i], o_sel[j]], h, w, out=masks[i, j])
+        decode_rle(checked_rle(record, t_sel[i], o_sel[j]), h, w, out=masks[i, j])
     return {
         "frames": frames, "masks": masks, "valid": valid,
         "object_ids": record["object_ids"][o_sel], "frame_indices": record["frame_indices"][t_sel],

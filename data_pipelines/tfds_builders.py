@@ -13,8 +13,10 @@ with more than one unknown dimension are not needed): ``id``, ``source``,
 ``height``, ``width``, ``object_ids`` ``[O]``, ``rle_counts`` ``[T*O]`` bytes,
 ``valid`` ``[T*O]``. `to_stored` / `from_stored` convert records both ways.
 
-Every example is decoded once while preparing; examples that raise
-`SkippedExample` are left out and listed in ``skipped`` on the builder.
+Every example is checked while preparing (`records.validate_record`: frames
+decoded, RLE areas, optionally every mask), in Grain worker processes when
+``workers`` > 0; examples that raise `SkippedExample` are left out and listed
+in ``skipped`` on the builder.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterator
 
+import grain
+from absl import flags
 import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
-from data_pipelines.records import Record, SkippedExample, decode_record
+from data_pipelines.records import Record, SkippedExample, validate_record
 
 log = logging.getLogger(__name__)
 DATASET_VERSION = "1.0.0"
@@ -87,8 +91,11 @@ class _RecordBuilder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version(DATASET_VERSION)
     RELEASE_NOTES = {DATASET_VERSION: "Records of data_pipelines.records, Tensor features only."}
 
-    def __init__(self, *, make_source: Callable[[], Any] | None = None, **kwargs: Any):
+    def __init__(self, *, make_source: Callable[[], Any] | None = None, workers: int = 0,
+                 check_masks: bool = False, **kwargs: Any):
         self._make_source = make_source
+        self._workers = workers
+        self._check_masks = check_masks
         self.skipped: list[dict[str, str]] = []
         self.examples = 0
         super().__init__(file_format="array_record", **kwargs)
@@ -106,16 +113,33 @@ class _RecordBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self) -> Iterator[tuple[str, dict[str, Any]]]:
         source = self._make_source()
-        for i in tqdm(range(len(source)), desc=f"prepare {self.name}", unit="example"):
-            record = source[i]
-            try:
-                decode_record(record)  # catches every kind of bad input before it is stored
-            except SkippedExample as e:
-                log.warning("skipped %s: %s", e.file, e.reason)
-                self.skipped.append({"file": e.file, "reason": e.reason})
+        # Reading and checking run in Grain worker processes (in order); writing stays here.
+        checked = grain.MapDataset.source(source).map(_Checked(self._check_masks)).to_iter_dataset()
+        if self._workers > 0:
+            if not flags.FLAGS.is_parsed():  # grain's mp_prefetch reads absl flags
+                flags.FLAGS.mark_as_parsed()
+            checked = checked.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._workers))
+        for item in tqdm(checked, total=len(source), desc=f"prepare {self.name}", unit="example"):
+            if "skipped_file" in item:
+                log.warning("skipped %s: %s", item["skipped_file"], item["reason"])
+                self.skipped.append({"file": item["skipped_file"], "reason": item["reason"]})
                 continue
             self.examples += 1
-            yield record["id"], to_stored(record)
+            yield _text(item["id"]), item
+
+
+class _Checked:
+    """Grain map: record -> its stored form, or ``{"skipped_file", "reason"}`` (picklable)."""
+
+    def __init__(self, check_masks: bool):
+        self.check_masks = check_masks
+
+    def __call__(self, record: Record) -> dict[str, Any]:
+        try:
+            validate_record(record, masks=self.check_masks)
+        except SkippedExample as e:
+            return {"skipped_file": e.file, "reason": e.reason}
+        return to_stored(record)
 
 
 class Sa1bRecords(_RecordBuilder):

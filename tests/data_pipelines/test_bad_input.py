@@ -117,3 +117,19 @@ def test_video_shorter_than_clip(synth_root: Path) -> None:
         require_frames(record, 16)
     with pytest.raises(SkippedExample):
         check_record(record, min_frames=16)
+
+
+def test_sa1b_corrupt_rle_string(sa1b_dir: Path) -> None:
+    def garble(meta: dict) -> None:
+        meta["annotations"][0]["segmentation"]["counts"] += "o"  # a last group that says "more follow"
+    _edit_json(sa1b_dir / "sa_1.json", garble)
+    error = _skip_reason(SA1BSource(sa1b_dir)[0])
+    assert error.file.endswith("sa_1.json") and "RLE" in error.reason
+
+
+def test_sa1b_rle_shorter_than_image(sa1b_dir: Path) -> None:
+    def short(meta: dict) -> None:  # a valid 10x10 RLE under an image-sized "size"
+        meta["annotations"][1]["segmentation"]["counts"] = synthetic.rle_dict(np.ones((10, 10), bool))["counts"]
+    _edit_json(sa1b_dir / "sa_2.json", short)
+    error = _skip_reason(SA1BSource(sa1b_dir)[1])
+    assert "covers 100 pixels, image has 64x96 = 6144" in error.reason

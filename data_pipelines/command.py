@@ -1,6 +1,7 @@
 """`etam data`: synthesise, prepare and inspect datasets.
 
     etam data synth --out DIR [--kinds sa1b,sav,sav_eval,davis] [--seed N]
+                    [--size HxW] [--count N] [--num-frames N]
     etam data prepare sa1b|sav --source DIR --out DIR [--annotations manual,auto]
                       [--max-skipped-fraction 0.01] [--workers N] [--check-masks]
     etam data inspect --source DIR --out DIR [-n N] [--seed N] [--max-frames N]
@@ -24,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--kinds", default="sa1b,sav,sav_eval,davis",
                        help="comma-separated subset of sa1b,sav,sav_eval,davis")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--size", help="HEIGHTxWIDTH for every kind, e.g. 480x854 (default: small, per kind)")
+    synth.add_argument("--count", type=int, help="images / videos per kind")
+    synth.add_argument("--num-frames", type=int, help="frames per video (24 fps)")
     prep = sub.add_parser("prepare", help="raw SA-1B / SA-V -> TFDS ArrayRecord")
     prep.add_argument("kind", choices=["sa1b", "sav"])
     prep.add_argument("--source", required=True)
@@ -54,7 +58,13 @@ def _synth(args: argparse.Namespace) -> int:
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise EtamError(f"--kinds {args.kinds!r}: expected a comma-separated subset of {','.join(KINDS)}")
-    for kind, folder in write_all(args.out, kinds, args.seed).items():
+    size = None
+    if args.size:
+        parts = args.size.lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise EtamError(f"--size {args.size!r}: expected HEIGHTxWIDTH, e.g. 480x854")
+        size = (int(parts[0]), int(parts[1]))
+    for kind, folder in write_all(args.out, kinds, args.seed, size, args.count, args.num_frames).items():
         print(f"{kind}: {folder}")
     return 0
 

@@ -30,6 +30,7 @@ from PIL import Image
 from data_pipelines.records import ANNOTATION_STRIDE, encode_jpeg, encode_rle
 from data_pipelines.synthetic_scene import Scene
 from data_pipelines.video_io import FPS, write_mp4
+from etam_jax.errors import EtamError
 
 MIN_AREA = 16  # objects smaller than this on their first frame are not annotated
 KIND_CODES = {"sa1b": 1, "sav": 2, "sav_eval": 3, "davis": 4}
@@ -173,6 +174,8 @@ def write_sav(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size: tup
     ``_manual.json`` has every kept object (the last one may appear late);
     ``_auto.json`` the objects present from frame 0 (auto masklets always are).
     """
+    if size[0] % 2 or size[1] % 2:
+        raise EtamError(f"SA-V size {size[0]}x{size[1]}: H.264 in yuv420p needs an even height and width")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -254,11 +257,27 @@ def write_davis(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size: t
     return vids
 
 
-def write_all(out_dir: str | Path, kinds: Sequence[str] = KINDS, seed: int = 0) -> dict[str, Path]:
-    """Writes each kind with its defaults into ``out_dir/<kind>``; returns the folders."""
+def write_all(out_dir: str | Path, kinds: Sequence[str] = KINDS, seed: int = 0,
+              size: tuple[int, int] | None = None, count: int | None = None,
+              num_frames: int | None = None) -> dict[str, Path]:
+    """Writes each kind into ``out_dir/<kind>``; returns the folders.
+
+    Args:
+        out_dir: parent folder.
+        kinds: subset of `KINDS`.
+        seed: generator seed.
+        size: ``(height, width)`` for every kind (default: each writer's own).
+        count: images (SA-1B) or videos per kind (default: each writer's own).
+        num_frames: frames per video at 24 fps (videos only; default: each writer's own).
+    """
     writers = {"sa1b": write_sa1b, "sav": write_sav, "sav_eval": write_sav_eval, "davis": write_davis}
     folders = {}
     for kind in kinds:
+        options: dict = {} if size is None else {"size": tuple(size)}
+        if count is not None:
+            options["num_images" if kind == "sa1b" else "num_videos"] = count
+        if num_frames is not None and kind != "sa1b":
+            options["num_frames"] = num_frames
         folders[kind] = Path(out_dir) / kind
-        writers[kind](folders[kind], seed=seed)
+        writers[kind](folders[kind], seed=seed, **options)
     return folders

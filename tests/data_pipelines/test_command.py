@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 from data_pipelines.command import main
 from tests.data_pipelines.synthetic_data import synth_root  # noqa: F401
 
@@ -20,6 +22,10 @@ def test_synth_through_etam_cli(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["davis", "sa1b"]
     assert (tmp_path / "davis" / "ImageSets" / "2017" / "val.txt").exists()
     assert len(list((tmp_path / "sa1b").glob("sa_*.tar"))) == 2
+    assert main(["synth", "--out", str(tmp_path / "small"), "--kinds", "sav_eval", "--size", "48x64",
+                 "--count", "1", "--num-frames", "8"]) == 0
+    frames = sorted((tmp_path / "small" / "sav_eval" / "JPEGImages_24fps" / "sav_val_001").glob("*.jpg"))
+    assert len(frames) == 8 and Image.open(frames[0]).size == (64, 48)
     bad = subprocess.run([sys.executable, "-m", "etam_jax.cli", "data", "synth", "--out", str(tmp_path),
                           "--kinds", "coco"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "--kinds 'coco'" in bad.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import tarfile
 from fractions import Fraction
 from pathlib import Path
@@ -79,9 +80,11 @@ def test_sa1b_tar_and_extracted_agree(synth_root: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(example["masks"][0], expected)
 
 
-def test_sa1b_source_in_grain(synth_root: Path) -> None:
+def test_sources_in_grain_and_pickled(synth_root: Path) -> None:
     dataset = grain.MapDataset.source(SA1BSource(synth_root / "sa1b")).map(decode_record)
     assert len(dataset) == 6 and dataset[3]["id"] == "sa_4"
+    sav = pickle.loads(pickle.dumps(SAVSource(synth_root / "sav")))  # as Grain sends it to workers
+    assert grain.MapDataset.source(sav)[1]["id"] == "sav_000002"
 
 
 def _write_gray_video(path: Path, values: list[int], h: int = 32, w: int = 48) -> None:

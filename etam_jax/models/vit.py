@@ -59,7 +59,9 @@ def torch_bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
     taps = np.clip(index[:, None] + np.arange(-1, 3), 0, in_size - 1)
     matrix = np.zeros((out_size, in_size), np.float64)
     np.add.at(matrix, (np.repeat(np.arange(out_size), 4), taps.ravel()), weights.ravel())
-    return matrix.astype(np.float32)
+    matrix = matrix.astype(np.float32)
+    matrix.setflags(write=False)  # cached: shared by every caller
+    return matrix
 
 
 def resize_bicubic_torch(

@@ -146,4 +146,5 @@ def test_efficienttam_ti_image_encoder_matches_official_at_1024():
     print(f"efficienttam_ti @1024: compile {compile_s:.1f}s, run {run_s:.2f}s, errors {errors}")
     for key, err in errors.items():
         assert out[key].shape == (1, 64, 64, 256)
-        assert err < 1e-4, key
+        # Measured ~3e-6 (12 blocks, 4096-token attention, float32); 2e-5 leaves margin.
+        assert err < 2e-5, key

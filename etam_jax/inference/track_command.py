@@ -1,0 +1,130 @@
+"""`etam track`: track prompted objects through a folder of JPEG frames.
+
+    etam track --model NAME --checkpoint PATH --frames DIR --prompts PROMPTS.json
+               --out DIR [--save-logits] [--reverse]
+
+Writes ``OUT/<obj_id>/<frame_stem>.png`` (0/255) for every frame an object is
+tracked on, and with ``--save-logits`` ``OUT/<obj_id>/<frame_stem>.npy``
+(float32 logits at the original frame size).
+
+Completeness: everything is written into a sibling folder
+``OUT.partial-<pid>`` that is renamed to ``OUT`` only after the last frame;
+on any error the partial folder is removed, so ``OUT`` exists only when it is
+complete. An existing non-empty ``OUT`` is refused before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from etam_jax.errors import EtamError
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="etam track", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="official model name, e.g. efficienttam_ti")
+    p.add_argument("--checkpoint", required=True, help=".pt file or etam Orbax weights directory")
+    p.add_argument("--frames", required=True, help="folder of JPEG frames named by number")
+    p.add_argument("--prompts", required=True, help="PROMPTS.json")
+    p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    p.add_argument("--save-logits", action="store_true", help="also write float32 .npy logits")
+    p.add_argument("--reverse", action="store_true", help="also propagate backward in time")
+    p.add_argument("--image-size", type=int, default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def check_out_dir(out: str) -> None:
+    """Refuses an existing non-empty output folder (or a file) before any work."""
+    if os.path.isfile(out) or (os.path.isdir(out) and os.listdir(out)):
+        raise EtamError(f"--out {out}: already exists and is not empty; remove it or pick another")
+
+
+class AtomicOutputDir:
+    """Writes into ``OUT.partial-<pid>``; `commit` renames it to ``OUT``.
+
+    Used as a context manager: leaving the block without `commit` (an error)
+    removes the partial folder.
+    """
+
+    def __init__(self, out: str):
+        self.out = os.path.abspath(out)
+        self.tmp = f"{self.out}.partial-{os.getpid()}"
+
+    def __enter__(self) -> AtomicOutputDir:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        os.makedirs(self.tmp)
+        return self
+
+    def commit(self) -> None:
+        if os.path.isdir(self.out):
+            os.rmdir(self.out)  # empty, as check_out_dir made sure
+        os.rename(self.tmp, self.out)
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def write_frame_outputs(
+    root: str, stem: str, logits_per_obj: dict[int, np.ndarray], save_logits: bool
+) -> None:
+    """Writes one frame's masks (``logits > 0`` as 0/255 PNG) and optional logits."""
+    for obj_id, logits in logits_per_obj.items():
+        folder = os.path.join(root, str(obj_id))
+        os.makedirs(folder, exist_ok=True)
+        mask = np.where(np.asarray(logits) > 0, 255, 0).astype(np.uint8)
+        Image.fromarray(mask).save(os.path.join(folder, f"{stem}.png"))
+        if save_logits:
+            np.save(os.path.join(folder, f"{stem}.npy"), np.asarray(logits, np.float32))
+
+
+def track_outputs(predictor, reverse: bool) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
+    """Forward propagation, then (with `reverse`) backward from each object's first prompt."""
+    yield from predictor.propagate(reverse=False)
+    if reverse:
+        yield from predictor.propagate(reverse=True)
+
+
+def count_outputs(first_frames: Iterable[int], num_frames: int, reverse: bool) -> int:
+    """How many (frame) steps propagation yields, for the progress bar."""
+    first = min(first_frames)
+    return (num_frames - first) + (first if reverse else 0)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    # Cheap checks first, so bad input fails before the model is loaded.
+    from etam_jax.inference.frames import VideoFrames
+    from etam_jax.inference.prompts_io import group_by_object, load_prompts
+    from etam_jax.models.configs import get_model_config
+
+    cfg = get_model_config(args.model, args.image_size)
+    frames = VideoFrames(args.frames, cfg.image_size)
+    prompts = load_prompts(args.prompts, (frames.height, frames.width), len(frames))
+    check_out_dir(args.out)
+    if not os.path.exists(args.checkpoint):
+        raise EtamError(f"--checkpoint {args.checkpoint}: no such file or directory")
+
+    from etam_jax.convert.checkpoint_io import load_model
+    from etam_jax.inference.video_predictor import VideoPredictor
+
+    predictor = VideoPredictor(load_model(args.model, args.checkpoint, args.image_size))
+    predictor.init_state(frames)
+    for p in prompts:
+        predictor.add_prompt(p.frame, p.obj_id, p.points, p.labels, p.box, p.mask)
+    firsts = [ps[0].frame for ps in group_by_object(prompts).values()]
+    total = count_outputs(firsts, len(frames), args.reverse)
+    stems = frames.stems
+    with AtomicOutputDir(args.out) as out:
+        bar = tqdm(track_outputs(predictor, args.reverse), total=total, desc="etam track", unit="frame")
+        for frame_idx, logits in bar:
+            write_frame_outputs(out.tmp, stems[frame_idx], logits, args.save_logits)
+        out.commit()
+    print(f"etam track: wrote {len(firsts)} object(s) x {len(frames)} frame(s) to {args.out}")
+    return 0

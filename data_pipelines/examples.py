@@ -18,7 +18,7 @@ retries with a random index: the slot is filled, nothing else in the batch moves
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -33,15 +33,14 @@ MAX_REPLACEMENTS = 100  # as VOSDataset's MAX_RETRIES
 MODEL_KEYS = ("frames", "masks", "obj_valid", "frame_valid")  # what a train step takes
 
 
-def make_example(record: Record, sampling: SamplingSpec, augment: AugmentSpec | None,
+def make_example(record: Record, sampling: SamplingSpec, augment: AugmentSpec,
                  rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Sample, decode, augment and pad one record.
 
     Args:
         record: a record (`data_pipelines.records`).
         sampling: frames and objects per example (T, O).
-        augment: augmentation settings; ``None`` decodes only (the benchmark's
-            ceiling: no resize, no padding).
+        augment: augmentation settings.
         rng: the example's generator.
 
     Returns:
@@ -53,8 +52,6 @@ def make_example(record: Record, sampling: SamplingSpec, augment: AugmentSpec | 
     """
     frame_idx, obj_idx = sample_clip(record, sampling, rng)
     decoded = decode_record(record, frame_idx, obj_idx)
-    if augment is None:
-        return {"frames": decoded["frames"], "masks": decoded["masks"]}
     o, max_o = len(obj_idx), sampling.max_objects
     frames, masks = augment_clip(decoded["frames"], decoded["masks"], augment, rng, max_o)
     obj_valid = masks[0].reshape(max_o, -1).any(axis=1)
@@ -79,20 +76,23 @@ class ExampleMaker:
     Args:
         records: the shard's records (random access), to draw replacements from.
         sampling: frames and objects per example.
-        augment: augmentation settings (``None``: decode only).
+        augment: augmentation settings.
+        make: ``make(record, sampling, augment, rng) -> dict``; `make_example`
+            (the benchmark swaps in a decode-only function).
     """
 
-    def __init__(self, records: Sequence[Record], sampling: SamplingSpec,
-                 augment: AugmentSpec | None):
+    def __init__(self, records: Sequence[Record], sampling: SamplingSpec, augment: AugmentSpec,
+                 make: Callable[..., dict[str, Any]] = make_example):
         self.records = records
         self.sampling = sampling
         self.augment = augment
+        self.make = make
 
     def __call__(self, record: Record, rng: np.random.Generator) -> dict[str, Any]:
         skipped: list[str] = []
         for _ in range(MAX_REPLACEMENTS):
             try:
-                example = make_example(record, self.sampling, self.augment, rng)
+                example = self.make(record, self.sampling, self.augment, rng)
             except SkippedExample as e:
                 log.warning("skipping example from %s: %s", e.file, e.reason)
                 skipped.append(e.file)

@@ -176,7 +176,8 @@ def augment_clip(frames: np.ndarray, masks: np.ndarray, spec: AugmentSpec,
     t, o = masks.shape[:2]
     s = spec.resolution
     out_frames = np.empty((t, s, s, 3), np.uint8)
-    out_masks = np.zeros((t, max(o, num_objects or o), s, s), np.uint8)
+    out_masks = np.empty((t, max(o, num_objects or o), s, s), np.uint8)
+    out_masks[:, o:] = 0  # padding; the warps write every pixel of the rest
     forward = draw_geometry(masks[0], spec, rng, out_masks[0])
     colours = color_jitter.draw_clip_colour(rng, t, spec.clip_jitter, spec.grayscale_prob,
                                             spec.frame_jitter)

@@ -28,11 +28,9 @@ import numpy as np
 from flax import nnx
 
 from etam_jax.errors import EtamError
-from etam_jax.inference.resize import resize_bilinear, resize_image
+from etam_jax.inference.image_transforms import preprocess_image, transform_coords
+from etam_jax.inference.resize import resize_bilinear
 
-# As SAM2Transforms: ImageNet mean/std on [0, 1] pixels.
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 BOX_LABELS = np.array([2, 3], np.int32)  # top-left / bottom-right corner labels
 PAD_LABEL = -1  # "not a point": the official prompt encoder's padding label
 LOW_RES_CLAMP = 32.0  # _predict clamps the returned low-res logits to [-32, 32]
@@ -46,7 +44,8 @@ class ObjectPrompt:
       points: ``[N, 2]`` (x, y); labels: ``[N]`` 1 foreground / 0 background.
       box: ``[4]`` (x0, y0, x1, y1).
       mask_input: ``[1, 4g, 4g]`` low-res mask logits (or probabilities); see
-        :func:`mask_input_from_binary` for a full-size binary mask.
+        :func:`~etam_jax.inference.image_transforms.mask_input_from_binary` for a
+        full-size binary mask.
     """
 
     points: np.ndarray | None = None
@@ -55,46 +54,10 @@ class ObjectPrompt:
     mask_input: np.ndarray | None = None
 
 
-def preprocess_image(image: np.ndarray, image_size: int) -> np.ndarray:
-    """As ``SAM2Transforms.__call__``: ToTensor (/255), Resize((S, S)), Normalize.
-
-    Args:
-      image: ``[H, W, 3]`` uint8 RGB.
-      image_size: S, the model resolution.
-
-    Returns:
-      ``[1, S, S, 3]`` float32, ImageNet-normalised.
-    """
-    x = image.astype(np.float32) / np.float32(255)
-    x = resize_image(x, (image_size, image_size))  # torchvision Resize: bilinear, antialias
-    return ((x - IMAGENET_MEAN) / IMAGENET_STD)[None].astype(np.float32)
-
-
-def transform_coords(coords: np.ndarray, orig_hw: tuple[int, int], image_size: int) -> np.ndarray:
-    """As ``SAM2Transforms.transform_coords(normalize=True)``: pixels -> model-resolution pixels."""
-    coords = np.array(coords, np.float32)  # a copy, float32 like torch.as_tensor(float)
-    h, w = orig_hw
-    coords[..., 0] = coords[..., 0] / np.float32(w)
-    coords[..., 1] = coords[..., 1] / np.float32(h)
-    return coords * np.float32(image_size)
-
-
-def mask_input_from_binary(mask: np.ndarray, image_size: int, mask_input_size: int) -> np.ndarray:
-    """A full-size binary mask as the low-res mask prompt ``[1, 4g, 4g]`` (values in [0, 1]).
-
-    The official image predictor only takes low-res logits; for a binary mask
-    we follow the official video path: resize to the model size (antialiased)
-    and threshold at 0.5 (``SAM2VideoPredictor.add_new_mask``), then downsize
-    to the prompt encoder's input (antialiased, ``sam2_base._forward_sam_heads``).
-    """
-    full = resize_bilinear(np.asarray(mask, np.float32), (image_size, image_size), antialias=True)
-    binary = (full >= 0.5).astype(np.float32)
-    low = resize_bilinear(binary, (mask_input_size, mask_input_size), antialias=True)
-    return low[None].astype(np.float32)
-
-
-def _encode(graphdef: nnx.GraphDef, state: nnx.State, no_mem_embed: jax.Array, images: jax.Array) -> jax.Array:
-    """As ``SAM2ImagePredictor.set_image``: image features + ``no_mem_embed`` -> ``[1, g, g, C]``."""
+def _encode(
+    graphdef: nnx.GraphDef, state: nnx.State, no_mem_embed: jax.Array, images: jax.Array
+) -> jax.Array:
+    """As ``SAM2ImagePredictor.set_image``: features + ``no_mem_embed``, ``[1, g, g, C]``."""
     features = nnx.merge(graphdef, state)(images)["vision_features"]
     return features + no_mem_embed[0]  # directly_add_no_mem_embed ([1, 1, C] -> [1, C])
 
@@ -159,7 +122,9 @@ class ImagePredictor:
         self._no_mem_embed = model.no_mem_embed[...]
         heads_def, self._heads = nnx.split((model.sam_prompt_encoder, model.sam_mask_decoder))
         self._encode = jax.jit(functools.partial(_encode, encoder_def))
-        self._decode = jax.jit(functools.partial(_decode, heads_def), static_argnames=("multimask_output",))
+        self._decode = jax.jit(
+            functools.partial(_decode, heads_def), static_argnames=("multimask_output",)
+        )
         self._image_embed: jax.Array | None = None
         self._orig_hw: tuple[int, int] | None = None
 
@@ -167,7 +132,10 @@ class ImagePredictor:
         """Encodes ``image`` (``[H, W, 3]`` uint8 RGB) for the following predictions."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise EtamError(f"set_image: expected an [H, W, 3] uint8 RGB image, found {image.shape} {image.dtype}")
+            raise EtamError(
+                "set_image: expected an [H, W, 3] uint8 RGB image, "
+                f"found {image.shape} {image.dtype}"
+            )
         self._orig_hw = (int(image.shape[0]), int(image.shape[1]))
         images = preprocess_image(image, self.image_size)
         self._image_embed = self._encode(self._encoder, self._no_mem_embed, images)
@@ -179,7 +147,7 @@ class ImagePredictor:
         return self._image_embed
 
     def set_image_embedding(self, image_embed: jax.Array, orig_hw: tuple[int, int]) -> None:
-        """Reuses an embedding from :meth:`get_image_embedding` (same encoder) for an image of ``orig_hw``."""
+        """Reuses :meth:`get_image_embedding` (same encoder) for an image of size ``orig_hw``."""
         self._image_embed, self._orig_hw = image_embed, (int(orig_hw[0]), int(orig_hw[1]))
 
     @property
@@ -239,7 +207,9 @@ class ImagePredictor:
             prepared = [(*_pad_points(c, l, pad_points_to), m) for c, l, m in prepared]
         groups: dict[tuple, list[int]] = {}
         for i, (coords, _, mask) in enumerate(prepared):
-            groups.setdefault((None if coords is None else coords.shape[1], mask is not None), []).append(i)
+            groups.setdefault(
+                (None if coords is None else coords.shape[1], mask is not None), []
+            ).append(i)
         results: list = [None] * len(prompts)
         for members in groups.values():
             stacked = [_concat([prepared[i][k] for i in members]) for k in range(3)]
@@ -277,13 +247,18 @@ class ImagePredictor:
         mask = mask[None] if mask.ndim == 3 else mask
         s = self.mask_input_size
         if mask.ndim != 4 or mask.shape[1:] != (1, s, s):
-            raise EtamError(f"predict: mask_input must be [1, {s}, {s}] or [B, 1, {s}, {s}], found {mask_input.shape}")
+            raise EtamError(
+                f"predict: mask_input must be [1, {s}, {s}] or [B, 1, {s}, {s}], "
+                f"found {np.shape(mask_input)}"
+            )
         return np.moveaxis(mask, 1, -1)  # [B, 4g, 4g, 1]: channel-last for the prompt encoder
 
     def _predict(self, coords, labels, mask, multimask_output: bool, return_logits: bool):
         """Decoder, upsampling to the original size, clamping and thresholding (``_predict``)."""
         image_embed = self.get_image_embedding()
-        low_res, ious = self._decode(self._heads, image_embed, coords, labels, mask, multimask_output)
+        low_res, ious = self._decode(
+            self._heads, image_embed, coords, labels, mask, multimask_output
+        )
         masks = _upsample(low_res, self.orig_hw)
         if not return_logits:
             masks = (masks > self.mask_threshold).astype(jnp.float32)
@@ -296,10 +271,14 @@ def _pad_points(coords, labels, n: int):
     if coords is None or coords.shape[1] == n:
         return coords, labels
     if coords.shape[1] > n:
-        raise EtamError(f"predict_objects: an object has {coords.shape[1]} points, more than pad_points_to={n}")
+        raise EtamError(
+            f"predict_objects: an object has {coords.shape[1]} points, more than pad_points_to={n}"
+        )
     extra = n - coords.shape[1]
     coords = np.concatenate([coords, np.zeros((coords.shape[0], extra, 2), np.float32)], axis=1)
-    labels = np.concatenate([labels, np.full((labels.shape[0], extra), PAD_LABEL, np.int32)], axis=1)
+    labels = np.concatenate(
+        [labels, np.full((labels.shape[0], extra), PAD_LABEL, np.int32)], axis=1
+    )
     return coords, labels
 
 

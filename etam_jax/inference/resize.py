@@ -13,9 +13,10 @@ Both are separable: along each axis the output is a fixed ``[out, in]`` weight
 matrix times the input. We build those matrices on the host (numpy, float32,
 from static shapes, following torch's index/weight formulas in
 ``aten/src/ATen/native/UpSample.h`` and ``cpu/UpSampleKernel.cpp``; the tests
-check they equal torch's bit for bit) and apply them with a contraction, so the same functions work on numpy arrays and inside
-``jax.jit`` (where the matrices are compile-time constants). Results agree with
-torch up to float32 rounding of the weighted sums.
+check they equal torch's bit for bit) and apply them with a contraction, so the
+same functions work on numpy arrays and inside ``jax.jit`` (where the matrices
+are compile-time constants). Results agree with torch up to float32 rounding of
+the weighted sums.
 """
 
 from __future__ import annotations
@@ -82,8 +83,10 @@ def _aa_weights(in_size: int, out_size: int) -> np.ndarray:
         center = f32(float(scale) * (i + 0.5))
         x_min = max(int(float(center) - float(support) + 0.5), 0)
         x_max = min(int(float(center) + float(support) + 0.5), in_size)
-        w = [max(f32(1) - abs(f32((j + x_min - float(center) + 0.5) * float(inv_scale))), f32(0))
-             for j in range(x_max - x_min)]
+        w = [
+            max(f32(1) - abs(f32((j + x_min - float(center) + 0.5) * float(inv_scale))), f32(0))
+            for j in range(x_max - x_min)
+        ]
         w = np.asarray(w, f32)
         total = f32(0)
         for v in w:  # sequential float32 sum, as the kernel accumulates

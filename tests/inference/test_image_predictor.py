@@ -18,7 +18,7 @@ from tests.inference import torchvision_shim
 from tests.official_reference import build_official, relative_error, state_dict_numpy
 
 torchvision_shim.install()
-from sam2.sam2_image_predictor import SAM2ImagePredictor  # noqa: E402  (needs the shim)
+from sam2.sam2_image_predictor import SAM2ImagePredictor
 
 SMALL = 256
 IMAGE_HW = (180, 300)  # non-square: x and y normalise differently
@@ -29,7 +29,9 @@ def make_pair(name: str, image_size: int, stability: bool, seed: int = 0):
     official = build_official(name, image_size, seed=seed)
     official.sam_mask_decoder.dynamic_multimask_via_stability = stability
     # Abstract (no random init, which is slow), then every weight from the official model.
-    ours = nnx.eval_shape(lambda: build_model(name, image_size=image_size, apply_postprocessing=stability))
+    ours = nnx.eval_shape(
+        lambda: build_model(name, image_size=image_size, apply_postprocessing=stability)
+    )
     load_torch_arrays(ours, state_dict_numpy(official), source="official")
     ref = SAM2ImagePredictor(official)
     # The official predictor hard-codes 1024/512 feature sizes; EfficientTAM has one level.
@@ -37,7 +39,7 @@ def make_pair(name: str, image_size: int, stability: bool, seed: int = 0):
     return ImagePredictor(ours), ref, ours
 
 
-def test_image(hw=IMAGE_HW, seed=0) -> np.ndarray:
+def smooth_image(hw=IMAGE_HW, seed=0) -> np.ndarray:
     """A smooth random image (so resizing matters) as uint8."""
     rng = np.random.default_rng(seed)
     small = rng.uniform(0, 255, (hw[0] // 10 + 2, hw[1] // 10 + 2, 3))
@@ -47,13 +49,10 @@ def test_image(hw=IMAGE_HW, seed=0) -> np.ndarray:
     return np.clip(small[yy][:, xx] + noise, 0, 255).astype(np.uint8)
 
 
-test_image.__test__ = False  # a helper, not a test
-
-
 @pytest.fixture(scope="module")
 def small_pair():
     ours, ref, model = make_pair("efficienttam_ti", SMALL, stability=False)
-    image = test_image()
+    image = smooth_image()
     ours.set_image(image)
     ref.set_image(image)
     return ours, ref, model
@@ -68,20 +67,36 @@ def assert_close(ours_out, ref_out):
     for a, b in zip((m > 0).reshape(-1, *m.shape[-2:]), (rm > 0).reshape(-1, *rm.shape[-2:])):
         union = np.logical_or(a, b).sum()
         assert union == 0 or np.logical_and(a, b).sum() / union >= 0.99
-    assert (rm > 0).mean() > 0.01 and (rm <= 0).mean() > 0.01, "degenerate reference: test proves little"
+    assert (rm > 0).mean() > 0.01 and (rm <= 0).mean() > 0.01, (
+        "degenerate reference: test proves little"
+    )
 
 
 PROMPTS = {
-    "one_click": dict(point_coords=np.array([[150.0, 90.0]]), point_labels=np.array([1])),
-    "two_clicks": dict(point_coords=np.array([[40.5, 20.0], [250.0, 170.0]]), point_labels=np.array([1, 0])),
-    "box": dict(box=np.array([30.0, 25.0, 210.0, 160.0])),
-    "box_and_click": dict(box=np.array([30.0, 25.0, 210.0, 160.0]),
-                          point_coords=np.array([[100.0, 60.0]]), point_labels=np.array([0])),
+    "one_click": {"point_coords": np.array([[150.0, 90.0]]), "point_labels": np.array([1])},
+    "two_clicks": {
+        "point_coords": np.array([[40.5, 20.0], [250.0, 170.0]]),
+        "point_labels": np.array([1, 0]),
+    },
+    "box": {"box": np.array([30.0, 25.0, 210.0, 160.0])},
+    "box_and_click": {
+        "box": np.array([30.0, 25.0, 210.0, 160.0]),
+        "point_coords": np.array([[100.0, 60.0]]),
+        "point_labels": np.array([0]),
+    },
 }
 
 
-@pytest.mark.parametrize("prompt,multimask", [("one_click", True), ("two_clicks", False), ("box", False),
-                                              ("box_and_click", True), ("box_and_click", False)])
+@pytest.mark.parametrize(
+    "prompt,multimask",
+    [
+        ("one_click", True),
+        ("two_clicks", False),
+        ("box", False),
+        ("box_and_click", True),
+        ("box_and_click", False),
+    ],
+)
 def test_matches_official(small_pair, prompt, multimask):
     ours, ref, _ = small_pair
     kw = dict(PROMPTS[prompt], multimask_output=multimask, return_logits=True)
@@ -110,15 +125,23 @@ def test_batched_objects_match_official(small_pair):
     """Official batched mode ([B, N, 2] prompts) and per-object calls of different shapes."""
     ours, ref, _ = small_pair
     coords = np.array([[[150.0, 90.0], [20.0, 20.0]], [[60.0, 150.0], [290.0, 10.0]]])
-    kw = dict(point_coords=coords, point_labels=np.array([[1, 0], [1, 1]]), multimask_output=True,
-              return_logits=True)
+    kw = {
+        "point_coords": coords,
+        "point_labels": np.array([[1, 0], [1, 1]]),
+        "multimask_output": True,
+        "return_logits": True,
+    }
     assert_close(ours.predict(**kw), ref.predict(**kw))
 
-    prompts = [ObjectPrompt(**_object_kw(PROMPTS[name])) for name in ("one_click", "box", "box_and_click")]
+    prompts = [
+        ObjectPrompt(**_object_kw(PROMPTS[name])) for name in ("one_click", "box", "box_and_click")
+    ]
     prompts.append(ObjectPrompt(points=np.array([[10.0, 170.0]]), labels=np.array([1])))
     results = ours.predict_objects(prompts, multimask_output=False, return_logits=True)
     for prompt, got in zip(prompts, results):
-        want = ref.predict(prompt.points, prompt.labels, prompt.box, multimask_output=False, return_logits=True)
+        want = ref.predict(
+            prompt.points, prompt.labels, prompt.box, multimask_output=False, return_logits=True
+        )
         assert_close(got, want)
     compiled = ours._decode._cache_size()
     ours.predict_objects(prompts[::-1], multimask_output=False, return_logits=True)
@@ -126,7 +149,11 @@ def test_batched_objects_match_official(small_pair):
 
 
 def _object_kw(kw: dict) -> dict:
-    return dict(points=kw.get("point_coords"), labels=kw.get("point_labels"), box=kw.get("box"))
+    return {
+        "points": kw.get("point_coords"),
+        "labels": kw.get("point_labels"),
+        "box": kw.get("box"),
+    }
 
 
 def test_stability_fallback_matches_official(small_pair):
@@ -145,18 +172,25 @@ def test_stability_fallback_matches_official(small_pair):
         model.sam_mask_decoder.dynamic_multimask_via_stability = False
         ref.model.sam_mask_decoder.dynamic_multimask_via_stability = False
     plain = ref.predict(**kw)
-    assert relative_error(plain[2], want[2]) > 0.01, "the fallback did not trigger: test proves little"
+    assert relative_error(plain[2], want[2]) > 0.01, (
+        "the fallback did not trigger: test proves little"
+    )
 
 
 @pytest.mark.slow
 def test_full_size_efficienttam_ti_matches_official():
     """efficienttam_ti at 1024 on a 480x854 image: click + box, multimask."""
     ours, ref, _ = make_pair("efficienttam_ti", 1024, stability=True, seed=5)
-    image = test_image((480, 854), seed=5)
+    image = smooth_image((480, 854), seed=5)
     ours.set_image(image)
     ref.set_image(image)
-    kw = dict(box=np.array([100.0, 50.0, 700.0, 400.0]), point_coords=np.array([[400.0, 200.0]]),
-              point_labels=np.array([1]), multimask_output=True, return_logits=True)
+    kw = {
+        "box": np.array([100.0, 50.0, 700.0, 400.0]),
+        "point_coords": np.array([[400.0, 200.0]]),
+        "point_labels": np.array([1]),
+        "multimask_output": True,
+        "return_logits": True,
+    }
     with torch.no_grad():
         want = ref.predict(**kw)
     assert_close(ours.predict(**kw), want)

@@ -9,15 +9,24 @@ import torch.nn.functional as F
 from etam_jax.inference.resize import bilinear_weights, resize_bilinear, resize_image
 from tests.inference.torchvision_shim import Resize as ShimResize
 
-SIZES = [((7, 9), (7, 9)), ((5, 3), (17, 11)), ((64, 48), (16, 20)), ((100, 37), (64, 64)),
-         ((256, 256), (480, 854)), ((480, 854), (256, 256)), ((33, 2), (5, 2)),  # (width 1 trips a torch AA quirk: every row equal)
-         ((1, 1), (3, 4)),
-         ((1024, 1024), (256, 256)), ((299, 301), (1024, 1024))]
+SIZES = [
+    ((7, 9), (7, 9)),
+    ((5, 3), (17, 11)),
+    ((64, 48), (16, 20)),
+    ((100, 37), (64, 64)),
+    ((256, 256), (480, 854)),
+    ((480, 854), (256, 256)),
+    ((33, 2), (5, 2)),  # (width 1 trips a torch AA quirk: every row equal)
+    ((1, 1), (3, 4)),
+    ((1024, 1024), (256, 256)),
+    ((299, 301), (1024, 1024)),
+]
 
 
 def _torch_resize(x: np.ndarray, size, antialias: bool) -> np.ndarray:
-    out = F.interpolate(torch.from_numpy(x), size=size, mode="bilinear", align_corners=False,
-                        antialias=antialias)
+    out = F.interpolate(
+        torch.from_numpy(x), size=size, mode="bilinear", align_corners=False, antialias=antialias
+    )
     return out.numpy()
 
 
@@ -36,13 +45,14 @@ def test_jitted_channel_last_matches_torch(antialias):
     x = np.random.default_rng(1).uniform(size=(1, 3, 45, 70)).astype(np.float32)
     ref = _torch_resize(x, (32, 32), antialias)
     ours = jax.jit(lambda v: resize_bilinear(v, (32, 32), axes=(1, 2), antialias=antialias))(
-        x.transpose(0, 2, 3, 1))
+        x.transpose(0, 2, 3, 1)
+    )
     np.testing.assert_allclose(np.asarray(ours).transpose(0, 3, 1, 2), ref, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("hw", [(32, 32), (20, 50), (90, 70)])
 def test_resize_image_matches_torchvision_resize(hw):
-    """Resize of a ToTensor'd uint8 image, as SAM2Transforms does (the shim is torchvision's formula)."""
+    """Resize of a ToTensor'd uint8 image, as SAM2Transforms does (shim = torchvision's formula)."""
     img = np.random.default_rng(2).integers(0, 256, (*hw, 3), dtype=np.uint8)
     ref = ShimResize((32, 32))(torch.from_numpy(img.transpose(2, 0, 1)).float().div(255)).numpy()
     ours = resize_image(img.astype(np.float32) / 255, (32, 32))
@@ -62,8 +72,13 @@ def test_weights_bitwise_equal_torch(antialias):
     """Resizing an identity matrix along one axis gives torch's weight matrix exactly."""
     for n_in, n_out in [(256, 854), (854, 256), (1024, 256), (299, 1024), (131, 64), (3, 11)]:
         eye = torch.eye(n_in)[None, None]
-        ref = F.interpolate(eye, size=(n_in, n_out), mode="bilinear", align_corners=False,
-                            antialias=antialias)[0, 0].numpy().T
+        ref = (
+            F.interpolate(
+                eye, size=(n_in, n_out), mode="bilinear", align_corners=False, antialias=antialias
+            )[0, 0]
+            .numpy()
+            .T
+        )
         np.testing.assert_array_equal(bilinear_weights(n_in, n_out, antialias), ref)
 
 

@@ -36,7 +36,9 @@ class ToTensor:
 
     def __call__(self, pic: np.ndarray) -> torch.Tensor:
         if not isinstance(pic, np.ndarray) or pic.ndim != 3:
-            raise TypeError(f"torchvision_shim.ToTensor handles HxWxC numpy arrays only, got {type(pic)}")
+            raise TypeError(
+                f"torchvision_shim.ToTensor handles HxWxC numpy arrays only, got {type(pic)}"
+            )
         img = torch.from_numpy(pic.transpose((2, 0, 1))).contiguous()
         if img.dtype == torch.uint8:
             return img.to(dtype=torch.get_default_dtype()).div(255)
@@ -73,14 +75,18 @@ class Normalize(torch.nn.Module):
         return tensor.sub(mean.view(-1, 1, 1)).div(std.view(-1, 1, 1))
 
 
-def install() -> None:
-    """Makes ``import torchvision.transforms`` resolve to this shim if torchvision is absent."""
+def _real_torchvision_works() -> bool:
     try:
         import torchvision.transforms  # noqa: F401
+    except (ImportError, OSError, RuntimeError, AttributeError):  # absent, or broken against torch
+        return False
+    return True
 
+
+def install() -> None:
+    """Makes ``import torchvision.transforms`` resolve to this shim if torchvision is absent."""
+    if _real_torchvision_works():
         return
-    except Exception:  # absent, or present but broken against this torch
-        pass
     root = types.ModuleType("torchvision")
     transforms = types.ModuleType("torchvision.transforms")
     transforms.ToTensor, transforms.Resize, transforms.Normalize = ToTensor, Resize, Normalize

@@ -74,7 +74,13 @@ class SelectedMemories:
 
 
 def empty_bank(
-    batch: int, num_cond: int, num_recent: int, tokens: int, mem_dim: int, ptr_dim: int
+    batch: int,
+    num_cond: int,
+    num_recent: int,
+    tokens: int,
+    mem_dim: int,
+    ptr_dim: int,
+    dtype=STORAGE_DTYPE,
 ) -> MemoryBank:
     """A bank with every slot empty.
 
@@ -85,11 +91,13 @@ def empty_bank(
       tokens: HW, memory tokens per frame.
       mem_dim: D, memory channels (64).
       ptr_dim: object pointer width (256).
+      dtype: storage dtype of the memory features (bfloat16 as the official
+        predictor; float32 keeps them exact).
     """
 
     def group(n: int) -> tuple[jax.Array, ...]:
         return (
-            jnp.zeros((batch, n, tokens, mem_dim), STORAGE_DTYPE),
+            jnp.zeros((batch, n, tokens, mem_dim), dtype),
             jnp.zeros((batch, n, ptr_dim), jnp.float32),
             jnp.full((batch, n), -1, jnp.int32),
             jnp.zeros((batch, n), bool),

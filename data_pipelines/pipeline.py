@@ -18,7 +18,7 @@ Orbax ``Composite``) replays the stream exactly, in a fresh process too.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import grain
 import numpy as np
@@ -105,22 +105,35 @@ def source_batches(records: Sequence[Any], spec: SourceSpec, augment: AugmentSpe
     return ds.batch(spec.batch_size, drop_remainder=True)
 
 
-def mixed_batches(sources: Sequence[Sequence[Any]], spec: PipelineSpec,
+Sources = Sequence[Sequence[Any]] | Mapping[str, Sequence[Any]]
+
+
+def records_per_spec(sources: Sources, spec: PipelineSpec) -> list[Sequence[Any]]:
+    """The record source of each ``spec.sources`` entry: by name (mapping) or by position."""
+    names = [s.name for s in spec.sources]
+    if isinstance(sources, Mapping):
+        missing = [n for n in names if n not in sources]
+        if missing:
+            raise EtamError(f"no data source for {missing}; given {sorted(sources)}")
+        return [sources[n] for n in names]
+    if len(sources) != len(names):
+        raise EtamError(f"{len(sources)} data sources given for {len(names)} source specs {names}")
+    return list(sources)
+
+
+def mixed_batches(sources: Sources, spec: PipelineSpec,
                   shard: grain.sharding.ShardOptions | None = None) -> grain.MapDataset:
     """All sources' batches mixed by weight: an infinite, random-access MapDataset.
 
     Args:
-        sources: one random-access record source per ``spec.sources`` entry.
+        sources: random-access record sources, by source name or in ``spec.sources`` order.
         spec: pipeline settings.
         shard: this process's shard; default `grain.sharding.ShardByJaxProcess`.
     """
-    if len(sources) != len(spec.sources):
-        raise EtamError(f"{len(sources)} data sources given for {len(spec.sources)} source specs "
-                        f"({[s.name for s in spec.sources]})")
     shard = shard or grain.sharding.ShardByJaxProcess()
     batches = [source_batches(records, s, spec.augment,
                               source_seed(spec.seed, i, shard.shard_index), shard)
-               for i, (records, s) in enumerate(zip(sources, spec.sources))]
+               for i, (records, s) in enumerate(zip(records_per_spec(sources, spec), spec.sources))]
     return mix_batches(batches, [s.weight for s in spec.sources], spec.seed, spec.mix_block)
 
 
@@ -143,7 +156,7 @@ def prefetch(ds: grain.MapDataset, spec: PipelineSpec) -> grain.IterDataset:
     return it
 
 
-def training_batches(sources: Sequence[Sequence[Any]], spec: PipelineSpec,
+def training_batches(sources: Sources, spec: PipelineSpec,
                      shard: grain.sharding.ShardOptions | None = None) -> grain.IterDataset:
     """The trainer's input: ``iter()`` it for a checkpointable iterator of batches.
 
@@ -163,6 +176,7 @@ def spec_from_config(cfg: Any) -> PipelineSpec:
         resolution=a.resolution, hflip_prob=a.hflip_prob, degrees=a.degrees, shear=a.shear,
         affine_tries=a.affine_tries, fill=tuple(a.fill), clip_jitter=tuple(a.clip_jitter),
         grayscale_prob=a.grayscale_prob, frame_jitter=tuple(a.frame_jitter))
+    # ConfigDict iterates its keys sorted: sources are matched by name, not order.
     sources = tuple(
         SourceSpec(name=name, weight=s.weight, batch_size=s.batch_size,
                    sampling=SamplingSpec(s.num_frames, s.max_objects, s.reverse_time_prob))

@@ -23,7 +23,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     cfg.skip_check_after = 200
     cfg.mix_block = 1000
     cfg.sources = ml_collections.ConfigDict()
-    # Order matters: it is the order of the data sources given to the pipeline.
+    # Keyed by name: give the pipeline {"sav": records, "sa1b": records}.
     cfg.sources.sav = source(weight=0.9, batch_size=1, num_frames=8, max_objects=3)
     cfg.sources.sa1b = source(weight=0.1, batch_size=1, num_frames=1, max_objects=64)
     cfg.augment = ml_collections.ConfigDict(dict(

@@ -76,3 +76,19 @@ def test_skips_are_counted_and_stop_the_run():
     with pytest.raises(EtamError, match=r"max_skipped_fraction=0.1.*/data/sav_00"):
         for _ in range(20):
             next(it)
+
+
+def test_spec_from_default_config():
+    from experiments.configs import data_defaults
+    from data_pipelines.pipeline import records_per_spec, spec_from_config
+
+    spec = spec_from_config(data_defaults.get_config())
+    assert sorted((s.name, s.weight, s.sampling.num_frames, s.sampling.max_objects)
+                  for s in spec.sources) == [("sa1b", 0.1, 1, 64), ("sav", 0.9, 8, 3)]
+    assert spec.augment == AugmentSpec()  # the config's augmentations are SAM 2's defaults
+    assert spec.max_skipped_fraction == 0.01
+    videos, images = drawn_records(1, 1, 1), drawn_records(1, 1, 1, "sa1b")
+    by_name = records_per_spec({"sav": videos, "sa1b": images}, spec)
+    assert [r[0]["source"] for r in by_name] == [s.name for s in spec.sources]
+    with pytest.raises(EtamError, match=r"no data source for \['sav'\]"):
+        records_per_spec({"sa1b": images}, spec)

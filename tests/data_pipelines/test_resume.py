@@ -78,3 +78,20 @@ def test_restore_in_a_new_process(tmp_path):
 
 if __name__ == "__main__":
     run_process(sys.argv[1], sys.argv[2])
+
+
+def test_orbax_composite_item(tmp_path):
+    """The iterator as the trainer will checkpoint it: an Orbax Composite ``data`` item."""
+    import grain
+    import orbax.checkpoint as ocp
+
+    it = iter(pipeline(workers=0))
+    for _ in range(2):
+        next(it)
+    with ocp.CheckpointManager(tmp_path / "ckpt") as mngr:
+        mngr.save(2, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(it)))
+        mngr.wait_until_finished()
+        want = [digest(next(it)) for _ in range(3)]
+        fresh = iter(pipeline(workers=0))
+        mngr.restore(2, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(fresh)))
+    assert [digest(next(fresh)) for _ in range(3)] == want

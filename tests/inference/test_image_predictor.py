@@ -148,6 +148,34 @@ def test_batched_objects_match_official(small_pair):
     assert ours._decode._cache_size() == compiled  # same prompt shapes: no new compilation
 
 
+def test_padded_objects_match_official_with_padding_points(small_pair):
+    """``pad_points_to``: one batch for all; equals the official given the -1 points."""
+    ours, ref, _ = small_pair
+    prompts = [ObjectPrompt(**_object_kw(PROMPTS[name])) for name in ("one_click", "box")]
+    results = ours.predict_objects(
+        prompts, multimask_output=False, return_logits=True, pad_points_to=3
+    )
+    one = PROMPTS["one_click"]
+    pads = {"point_coords": np.zeros((2, 2)), "point_labels": np.array([-1, -1])}
+    wants = [
+        ref.predict(
+            np.concatenate([one["point_coords"], pads["point_coords"]]),
+            np.concatenate([one["point_labels"], pads["point_labels"]]),
+            multimask_output=False,
+            return_logits=True,
+        ),
+        ref.predict(
+            pads["point_coords"][:1],
+            pads["point_labels"][:1],
+            PROMPTS["box"]["box"],
+            multimask_output=False,
+            return_logits=True,
+        ),
+    ]
+    for got, want in zip(results, wants):
+        assert_close(got, want)
+
+
 def _object_kw(kw: dict) -> dict:
     return {
         "points": kw.get("point_coords"),

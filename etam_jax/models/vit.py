@@ -124,17 +124,26 @@ def chunked_dot_product_attention(
     v: Float[Array, "b m h d"],
     chunk: int | None,
 ) -> Float[Array, "b n h d"]:
-    """``jax.nn.dot_product_attention``, over blocks of ``chunk`` queries when ``chunk`` is set.
+    """Softmax attention; over blocks of ``chunk`` queries when ``chunk`` is set.
 
-    Equal up to rounding; on CPU, blocks of 256 queries keep the logits in
-    cache and run ~2x faster for the 4096-token global attention at 1024.
-    ``chunk`` must divide the number of queries.
+    Without ``chunk`` this is ``jax.nn.dot_product_attention``. With it (the
+    CPU path, see :func:`auto_query_chunk`), keys/values are laid out
+    heads-major once and each block's logits stay in cache: ~2x faster than
+    ``dot_product_attention`` (with or without blocks) for the 4096-token
+    global attention at 1024 on CPU, on par with torch's SDPA. Softmax in
+    float32. ``chunk`` must divide the number of queries.
     """
     if not chunk or chunk >= q.shape[1]:
         return jax.nn.dot_product_attention(q, k, v)
-    blocks = rearrange(q, "b (c m) h d -> c b m h d", m=chunk)
-    out = jax.lax.map(lambda block: jax.nn.dot_product_attention(block, k, v), blocks)
-    return rearrange(out, "c b m h d -> b (c m) h d")
+    blocks = rearrange(q * q.shape[-1] ** -0.5, "b (c m) h d -> c b h m d", m=chunk)
+    k, v = (rearrange(x, "b n h d -> b h n d") for x in (k, v))
+
+    def attend(block: jax.Array) -> jax.Array:
+        logits = jnp.einsum("bhmd,bhnd->bhmn", block, k, preferred_element_type=jnp.float32)
+        weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+        return jnp.einsum("bhmn,bhnd->bhmd", weights, v)
+
+    return rearrange(jax.lax.map(attend, blocks), "c b h m d -> b (c m) h d")
 
 
 def auto_query_chunk(num_queries: int) -> int | None:

@@ -1,5 +1,6 @@
 """Parity of the ViT trunk and its pieces with the official PyTorch modules."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -82,14 +83,19 @@ def test_vit_matches_official_windowed_and_global():
     assert relative_error(out, ref.permute(0, 2, 3, 1).numpy()) < 1e-5
 
 
-@pytest.mark.parametrize("chunk", [None, 8, 32])
-def test_chunked_attention_matches_brute_force(chunk):
+@pytest.mark.parametrize(
+    "chunk,dtype,tol",
+    [(None, "float32", 1e-5), (8, "float32", 1e-5), (32, "float32", 1e-5), (8, "bfloat16", 2e-2)],
+)
+def test_chunked_attention_matches_brute_force(chunk, dtype, tol):
     rng = np.random.default_rng(4)
     q, k, v = (rng.standard_normal((2, 32, 3, 16)).astype(np.float32) for _ in range(3))
     logits = np.einsum("bnhd,bmhd->bhnm", q, k) / 4.0
     weights = np.exp(logits - logits.max(-1, keepdims=True))
     ref = np.einsum("bhnm,bmhd->bnhd", weights / weights.sum(-1, keepdims=True), v)
-    assert relative_error(chunked_dot_product_attention(q, k, v, chunk), ref) < 1e-5
+    out = chunked_dot_product_attention(*(jnp.asarray(x, dtype) for x in (q, k, v)), chunk)
+    assert out.dtype == jnp.dtype(dtype)
+    assert relative_error(out, ref) < tol
 
 
 def test_vit_needs_a_global_block():

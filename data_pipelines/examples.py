@@ -21,6 +21,7 @@ import logging
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import pycocotools.mask as mask_utils
 
 from data_pipelines.clip_sampling import SamplingSpec, sample_clip
 from data_pipelines.records import Record, SkippedExample, decode_record
@@ -31,6 +32,23 @@ log = logging.getLogger(__name__)
 
 MAX_REPLACEMENTS = 100  # as VOSDataset's MAX_RETRIES
 MODEL_KEYS = ("frames", "masks", "obj_valid", "frame_valid")  # what a train step takes
+
+
+def mask_boxes(record: Record, frame_idx: np.ndarray, obj_idx: np.ndarray) -> np.ndarray:
+    """COCO boxes ``(x, y, w, h)`` of the selected masks from their RLEs: float ``[t, o, 4]``.
+
+    Zeros where an object is not annotated. Lets `augment_clip` warp only the
+    part of the output an object can reach.
+    """
+    sel = np.ix_(frame_idx, obj_idx)
+    counts, valid = record["rle_counts"][sel], record["valid"][sel]
+    boxes = np.zeros(counts.shape + (4,))
+    size = [record["height"], record["width"]]
+    rles = [{"size": size, "counts": c.encode() if isinstance(c, str) else c}
+            for c in counts[valid]]
+    if rles:
+        boxes[valid] = mask_utils.toBbox(rles)
+    return boxes
 
 
 def make_example(record: Record, sampling: SamplingSpec, augment: AugmentSpec,
@@ -53,7 +71,8 @@ def make_example(record: Record, sampling: SamplingSpec, augment: AugmentSpec,
     frame_idx, obj_idx = sample_clip(record, sampling, rng)
     decoded = decode_record(record, frame_idx, obj_idx)
     o, max_o = len(obj_idx), sampling.max_objects
-    frames, masks = augment_clip(decoded["frames"], decoded["masks"], augment, rng, max_o)
+    frames, masks = augment_clip(decoded["frames"], decoded["masks"], augment, rng, max_o,
+                                 mask_boxes(record, frame_idx, obj_idx))
     obj_valid = masks[0].reshape(max_o, -1).any(axis=1)
     if not obj_valid.any():
         raise SkippedExample("no object keeps a pixel on the first frame after augmentation",

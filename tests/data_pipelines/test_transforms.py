@@ -138,3 +138,32 @@ def test_colour_matrix_equals_pillow_chain(gray):
         ours = color_jitter.apply_colour(frame.copy(), ops).astype(int)
         # Pillow truncates to uint8 after every step (Blend.c), we round once: <= 1 level per step.
         assert np.abs(ours - pillow_ops(Image.fromarray(frame), ops)).max() <= len(ops) + 1
+
+
+def test_boxes_only_speed_up():
+    """Warping only the window a mask's box reaches gives exactly the full warp."""
+    frames, masks = drawn_clip(9, num_frames=3, num_objects=3, height=80, width=112)
+    masks[1, 2] = False  # an empty mask (box of zeros)
+    boxes = np.zeros(masks.shape[:2] + (4,))
+    for i, j in np.ndindex(*masks.shape[:2]):
+        ys, xs = np.nonzero(masks[i, j])
+        if xs.size:
+            boxes[i, j] = [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+    for seed in range(6):
+        spec = AugmentSpec(resolution=72)
+        full = augment_clip(frames, masks, spec, np.random.default_rng(seed), 4)
+        boxed = augment_clip(frames, masks, spec, np.random.default_rng(seed), 4, boxes)
+        np.testing.assert_array_equal(full[1], boxed[1])
+        np.testing.assert_array_equal(full[0], boxed[0])
+
+
+def test_example_boxes_from_rle():
+    from data_pipelines.examples import mask_boxes
+    from tests.data_pipelines.drawn_records import record_from_arrays
+
+    frames, masks = drawn_clip(4, num_frames=2, num_objects=2)
+    rec = record_from_arrays(frames, masks, "boxes")
+    got = mask_boxes(rec, np.array([1]), np.array([1, 0]))
+    for j, o in enumerate([1, 0]):
+        ys, xs = np.nonzero(masks[1, o])
+        np.testing.assert_allclose(got[0, j], [xs.min(), ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1])

@@ -13,6 +13,12 @@ every process), ``to_iter_dataset`` (bounded read buffer), ``mp_prefetch``
 randomness comes from Grain's per-element rngs, so the iterator state
 (``get_state``/``set_state``, or ``grain.checkpoint.CheckpointSave`` in an
 Orbax ``Composite``) replays the stream exactly, in a fresh process too.
+
+Use::
+
+    spec = spec_from_config(cfg.data)                  # experiments/configs/data_defaults.py
+    it = iter(training_batches(sources_from_config(cfg.data), spec))
+    batch = to_global_batch(next(it), mesh)            # data_pipelines.global_batch
 """
 
 from __future__ import annotations
@@ -167,6 +173,17 @@ def training_batches(sources: Sources, spec: PipelineSpec,
     """
     it = prefetch(mixed_batches(sources, spec, shard), spec)
     return SkipLimitIterDataset(it, spec.max_skipped_fraction, spec.skip_check_after)
+
+
+def sources_from_config(cfg: Any) -> dict[str, Any]:
+    """Opens ``cfg.sources.<name>.path`` of every source (raw or prepared, `sources.open_source`)."""
+    from data_pipelines.sources import open_source  # pylint: disable=import-outside-toplevel
+
+    missing = [name for name, s in cfg.sources.items() if not s.path]
+    if missing:
+        raise EtamError(f"no path for data source(s) {missing}: set "
+                        + ", ".join(f"--config.data.sources.{n}.path=DIR" for n in missing))
+    return {name: open_source(s.path) for name, s in cfg.sources.items()}
 
 
 def spec_from_config(cfg: Any) -> PipelineSpec:

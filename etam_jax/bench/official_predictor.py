@@ -21,12 +21,27 @@ _POSTPROCESSING = {
 }
 
 
+def _official_reference():
+    """`tests/official_reference.py` of this checkout (also when run as the `etam` script)."""
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.append(root)
+    try:
+        from tests.official_reference import official_config, randomize_
+    except ModuleNotFoundError as e:
+        raise ImportError(f"the official configs helper needs this source checkout ({e})") from e
+    return official_config, randomize_
+
+
 def build_official_predictor(name: str, image_size: int | None = None, seed: int = 0):
     """The official `SAM2VideoPredictor` (as its builder sets it up), every weight randomised."""
     import torch
     from hydra.utils import instantiate
 
-    from tests.official_reference import official_config, randomize_
+    official_config, randomize_ = _official_reference()
 
     cfg = official_config(name, image_size)
     cfg.model._target_ = "sam2.sam2_video_predictor.SAM2VideoPredictor"
@@ -85,3 +100,37 @@ def run_official_per_object(
         mine = sorted((p for p in prompts if p.obj_id == obj_id), key=lambda p: p.frame)
         out[obj_id] = run_official(predictor, frames_dir, mine, reverse)[obj_id]
     return out
+
+
+def state_dict_of(model) -> dict:
+    """Our model's weights as an official torch state dict."""
+    import torch
+
+    from etam_jax.convert.naming import to_torch_arrays
+
+    return {k: torch.from_numpy(np.array(v)) for k, v in to_torch_arrays(model).items()}
+
+
+def time_official(predictor, frames_dir: str, prompts: list[Prompt], time_frames) -> dict:
+    """Times the official predictor on all objects at once (its normal use).
+
+    Args:
+        time_frames: consumes the (frame, ...) iterator and returns the timing dict.
+
+    Returns:
+        time_frames' dict plus ``load_s`` (init_state: every frame decoded up
+        front) and ``prompt_s`` (add_new_points / add_new_mask).
+    """
+    import time
+
+    import torch
+
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        state = predictor.init_state(frames_dir)
+        t1 = time.perf_counter()
+        for p in prompts:
+            add_official_prompt(predictor, state, p)
+        t2 = time.perf_counter()
+        result = time_frames(predictor.propagate_in_video(state))
+    return {**result, "load_s": t1 - t0, "prompt_s": t2 - t1}

@@ -47,6 +47,13 @@ def load_video_model(name: str, checkpoint: str, image_size: int | None = None) 
     return model
 
 
+@jax.jit
+def _take_where(rows, bank, other):
+    """`bank`'s objects where `rows` [B] is true, `other`'s elsewhere."""
+    pick = lambda x, y: jnp.where(rows.reshape((-1,) + (1,) * (x.ndim - 1)), x, y)  # noqa: E731
+    return jax.tree.map(pick, bank, other)
+
+
 @dataclasses.dataclass
 class _FramePrompt:
     points: np.ndarray | None  # [N, 2] original pixels
@@ -81,7 +88,8 @@ class VideoPredictor:
         self.prompts, self._snapshot = {}, None
         size = (self.frames.height, self.frames.width)
         # As _get_orig_video_res_output: plain bilinear low-res -> original size.
-        self._to_video = jax.jit(lambda x: resize_bilinear(x[:, 0], size))
+        if self._to_video is None or self._to_video[0] != size:
+            self._to_video = (size, jax.jit(lambda x: resize_bilinear(x[:, 0], size)))
 
     def add_prompt(self, frame: int, obj_id: int, points=None, labels=None, box=None, mask=None) -> None:
         """Sets object `obj_id`'s prompt on `frame` (replacing an earlier one there).
@@ -154,9 +162,8 @@ class VideoPredictor:
             for b in np.nonzero(here & show)[0]:
                 logits = logits.at[b].set(cond[b][t])
             if not reverse and np.any(snap_at == t):
-                rows = jnp.asarray(np.nonzero(snap_at == t)[0])
-                snapshot = tracker.put_rows(snapshot, rows, tracker.take_rows(bank, rows))
-            video = np.asarray(self._to_video(logits))
+                snapshot = _take_where(jnp.asarray(snap_at == t), bank, snapshot)
+            video = np.asarray(self._to_video[1](logits))
             yield t, {obj_ids[b]: video[b] for b in np.nonzero(show)[0]}
         if not reverse:
             self._snapshot = snapshot

@@ -82,9 +82,10 @@ def compare(got, want):
 
 @pytest.mark.parametrize("name,image_size,reverse", [
     ("efficienttam_ti", 256, True),
-    ("efficienttam_ti_2", 256, False),
+    pytest.param("efficienttam_ti", 1024, True, marks=pytest.mark.slow),
+    pytest.param("efficienttam_ti_2", 1024, False, marks=pytest.mark.slow),
 ])
-def test_parity_small(tmp_path, name, image_size, reverse):
+def test_parity(tmp_path, name, image_size, reverse):
     frames_dir, prompts = write_case(tmp_path)
     official = build_official_predictor(name, image_size, seed=1)
     want = run_official_per_object(official, frames_dir, prompts, reverse)

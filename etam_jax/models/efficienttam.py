@@ -18,13 +18,12 @@ from flax import nnx
 from etam_jax.models.configs import feature_grid
 from etam_jax.models.image_encoder import ImageEncoder
 from etam_jax.models.layers import conv, param
-from etam_jax.models.mask_decoder import MaskDecoder
+from etam_jax.models.mask_decoder import build_mask_decoder
 from etam_jax.models.memory_attention import MemoryAttention
 from etam_jax.models.memory_bank import SelectedMemories
 from etam_jax.models.memory_encoder import MemoryEncoder
 from etam_jax.models.mlp import MLP
-from etam_jax.models.prompt_encoder import PromptEncoder
-from etam_jax.models.two_way_transformer import TwoWayTransformer
+from etam_jax.models.prompt_encoder import build_prompt_encoder
 
 
 class EfficientTAM(nnx.Module):
@@ -41,36 +40,25 @@ class EfficientTAM(nnx.Module):
     def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs, apply_postprocessing: bool = False):
         grid, hidden = feature_grid(cfg), cfg.memory_attention.d_model
         mem_dim = cfg.memory_encoder.out_dim
+        dtype = jnp.dtype(cfg.get("dtype", "float32"))  # compute dtype; parameters stay float32
         self.image_size = cfg.image_size
         self.num_maskmem = cfg.num_maskmem
         self.max_obj_ptrs_in_encoder = cfg.max_obj_ptrs_in_encoder
         self.sigmoid_scale_for_mem_enc = cfg.sigmoid_scale_for_mem_enc
         self.sigmoid_bias_for_mem_enc = cfg.sigmoid_bias_for_mem_enc
-        self.image_encoder = ImageEncoder(cfg, rngs=rngs)
-        self.mask_downsample = conv(1, 1, 4, stride=4, rngs=rngs)
-        self.memory_attention = MemoryAttention(cfg.memory_attention, grid, rngs=rngs)
-        self.memory_encoder = MemoryEncoder(cfg.memory_encoder, rngs=rngs)
+        self.image_encoder = ImageEncoder(cfg, rngs=rngs, dtype=dtype)
+        self.mask_downsample = conv(1, 1, 4, stride=4, rngs=rngs, dtype=dtype)
+        self.memory_attention = MemoryAttention(cfg.memory_attention, grid, rngs=rngs, dtype=dtype)
+        self.memory_encoder = MemoryEncoder(cfg.memory_encoder, rngs=rngs, dtype=dtype)
         self.maskmem_tpos_enc = param(rngs, (cfg.num_maskmem, 1, 1, mem_dim), (None, None, None, "embed"))
         self.no_mem_embed = param(rngs, (1, 1, hidden), (None, None, "embed"))
         self.no_mem_pos_enc = param(rngs, (1, 1, hidden), (None, None, "embed"))
         self.no_obj_ptr = param(rngs, (1, hidden), (None, "embed"))
-        self.sam_prompt_encoder = PromptEncoder(
-            hidden, (grid, grid), (cfg.image_size, cfg.image_size), 16, rngs=rngs
+        self.sam_prompt_encoder = build_prompt_encoder(cfg.image_size, hidden, rngs=rngs, dtype=dtype)
+        self.sam_mask_decoder = build_mask_decoder(
+            hidden, rngs=rngs, dynamic_multimask_via_stability=apply_postprocessing, dtype=dtype
         )
-        self.sam_mask_decoder = MaskDecoder(
-            transformer_dim=hidden,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=hidden, num_heads=8, mlp_dim=2048, rngs=rngs),
-            num_multimask_outputs=3,
-            iou_head_depth=3,
-            iou_head_hidden_dim=256,
-            iou_prediction_use_sigmoid=True,
-            dynamic_multimask_via_stability=apply_postprocessing,
-            pred_obj_scores=True,
-            pred_obj_scores_mlp=True,
-            use_multimask_token_for_obj_ptr=True,
-            rngs=rngs,
-        )
-        self.obj_ptr_proj = MLP(hidden, hidden, hidden, 3, rngs=rngs)
+        self.obj_ptr_proj = MLP(hidden, hidden, hidden, 3, rngs=rngs, dtype=dtype)
 
     def forward_image(self, images: jax.Array) -> dict[str, jax.Array]:
         """Normalised images [B, S, S, 3] -> ``vision_features``/``vision_pos_enc`` [B, g, g, 256]."""

@@ -73,7 +73,8 @@ def make_example(record: Record, sampling: SamplingSpec, augment: AugmentSpec,
     o, max_o = len(obj_idx), sampling.max_objects
     frames, masks = augment_clip(decoded["frames"], decoded["masks"], augment, rng, max_o,
                                  mask_boxes(record, frame_idx, obj_idx))
-    obj_valid = masks[0].reshape(max_o, -1).any(axis=1)
+    obj_valid = np.zeros(max_o, bool)
+    obj_valid[:o] = masks[0, :o].reshape(o, -1).any(axis=1)
     if not obj_valid.any():
         raise SkippedExample("no object keeps a pixel on the first frame after augmentation",
                              record.get("file", "?"))

@@ -104,7 +104,11 @@ def _cv2_inverse(forward: np.ndarray, src_scale: tuple[float, float] = (1.0, 1.0
 
 def warp_frame(frame: np.ndarray, forward: np.ndarray, resolution: int,
                fill: tuple[int, int, int], out: np.ndarray) -> None:
-    """Bilinear warp of one uint8 ``[H, W, 3]`` frame into ``out`` uint8 ``[S, S, 3]``."""
+    """Bilinear warp of one uint8 ``[H, W, 3]`` frame into ``out`` uint8 ``[S, S, 4]`` (RGBA).
+
+    Warped as RGBA: OpenCV's 4-channel bilinear path is about twice as fast
+    as its 3-channel one; `color_jitter.apply_colour` drops the alpha again.
+    """
     h, w = frame.shape[:2]
     kx, ky = max(1, w // resolution), max(1, h // resolution)
     src_scale = (1.0, 1.0)
@@ -112,9 +116,10 @@ def warp_frame(frame: np.ndarray, forward: np.ndarray, resolution: int,
         small = (max(1, round(w / kx)), max(1, round(h / ky)))
         frame = cv2.resize(frame, small, interpolation=cv2.INTER_AREA)
         src_scale = (small[0] / w, small[1] / h)
-    cv2.warpAffine(frame, _cv2_inverse(forward, src_scale), (resolution, resolution), dst=out,
-                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                   borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(v) for v in fill))
+    cv2.warpAffine(cv2.cvtColor(frame, cv2.COLOR_RGB2RGBA), _cv2_inverse(forward, src_scale),
+                   (resolution, resolution), dst=out,
+                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                   borderValue=(*(float(v) for v in fill), 0.0))
 
 
 def output_window(box: np.ndarray, forward: np.ndarray,
@@ -210,15 +215,18 @@ def augment_clip(frames: np.ndarray, masks: np.ndarray, spec: AugmentSpec,
     t, o = masks.shape[:2]
     s = spec.resolution
     out_frames = np.empty((t, s, s, 3), np.uint8)
-    out_masks = np.empty((t, max(o, num_objects or o), s, s), np.uint8)
-    out_masks[:, o:] = 0  # padding; the warps write every pixel of the rest
+    padded = max(o, num_objects or o)
+    # Padding must be zero; the warps write every pixel of the rest. (Large zeroed
+    # allocations are lazily zeroed pages: cheaper than zeroing pad slices.)
+    out_masks = (np.zeros if padded > o else np.empty)((t, padded, s, s), np.uint8)
     boxes = [None] * t if boxes is None else boxes
     forward = draw_geometry(masks[0], spec, rng, out_masks[0], boxes[0])
     colours = color_jitter.draw_clip_colour(rng, t, spec.clip_jitter, spec.grayscale_prob,
                                             spec.frame_jitter)
+    rgba = np.empty((s, s, 4), np.uint8)
     for i in range(t):
-        warp_frame(frames[i], forward, s, spec.fill, out_frames[i])
-        color_jitter.apply_colour(out_frames[i], colours[i])
+        warp_frame(frames[i], forward, s, spec.fill, rgba)
+        color_jitter.apply_colour(rgba, colours[i], out=out_frames[i])
         if i:
             warp_masks(masks[i], forward, s, out_masks[i], boxes[i])
     return out_frames, out_masks.view(bool)

@@ -71,9 +71,10 @@ def test_warps_match_pillow_transform():
     frames, masks = drawn_clip(3, num_frames=1, num_objects=1, height=90, width=120)
     fwd = geometry(90, 120, 100, True, 17.0, -12.0)
     inv = tuple(np.linalg.inv(fwd)[:2].ravel())
-    out_f = np.zeros((100, 100, 3), np.uint8)
+    out_f = np.zeros((100, 100, 4), np.uint8)
     out_m = np.zeros((1, 100, 100), np.uint8)
     warp_frame(frames[0], fwd, 100, (0, 0, 0), out_f)
+    out_f = out_f[..., :3]
     warp_masks(masks[0], fwd, 100, out_m)
     ref_m = np.asarray(Image.fromarray(masks[0, 0]).transform((100, 100), Image.AFFINE, inv,
                                                                Image.NEAREST))
@@ -136,6 +137,9 @@ def test_colour_matrix_equals_pillow_chain(gray):
         ops = color_jitter.draw_jitter(rng, (0.1, 0.05, 0.05))
         ops = ops + ([("grayscale", 1.0)] if gray else []) + color_jitter.draw_jitter(rng, (0.1, 0.1, 0.1))
         ours = color_jitter.apply_colour(frame.copy(), ops).astype(int)
+        rgba = np.concatenate([frame, np.full(frame.shape[:2] + (1,), 77, np.uint8)], -1)
+        np.testing.assert_array_equal(color_jitter.apply_colour(rgba, ops, np.empty_like(frame)),
+                                      ours)  # alpha is ignored
         # Pillow truncates to uint8 after every step (Blend.c), we round once: <= 1 level per step.
         assert np.abs(ours - pillow_ops(Image.fromarray(frame), ops)).max() <= len(ops) + 1
 

@@ -6,8 +6,8 @@ import contextlib
 import math
 
 import jax
-import numpy as np
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from etam_jax.models.configs import get_model_config
@@ -39,29 +39,47 @@ def build_model(
       apply_postprocessing: the official predictors' mask-decoder fallback
         (see :class:`EfficientTAM`).
     """
-    cfg = get_model_config(name_or_cfg, image_size) if isinstance(name_or_cfg, str) else name_or_cfg
+    cfg = (
+        get_model_config(name_or_cfg, image_size)
+        if isinstance(name_or_cfg, str)
+        else name_or_cfg
+    )
     with _sharding_context():
-        return EfficientTAM(cfg, rngs=rngs or nnx.Rngs(0), apply_postprocessing=apply_postprocessing)
+        return EfficientTAM(
+            cfg, rngs=rngs or nnx.Rngs(0), apply_postprocessing=apply_postprocessing
+        )
 
 
 def abstract_model(
-    name_or_cfg: str | ml_collections.ConfigDict, *, image_size: int | None = None, apply_postprocessing: bool = False
+    name_or_cfg: str | ml_collections.ConfigDict,
+    *,
+    image_size: int | None = None,
+    apply_postprocessing: bool = False,
 ) -> EfficientTAM:
     """The model with ``ShapeDtypeStruct`` leaves: shapes and names, no compute."""
     return nnx.eval_shape(
-        lambda: build_model(name_or_cfg, image_size=image_size, apply_postprocessing=apply_postprocessing)
+        lambda: build_model(
+            name_or_cfg,
+            image_size=image_size,
+            apply_postprocessing=apply_postprocessing,
+        )
     )
 
 
 def empty_model(
-    name_or_cfg: str | ml_collections.ConfigDict, *, image_size: int | None = None, apply_postprocessing: bool = False
+    name_or_cfg: str | ml_collections.ConfigDict,
+    *,
+    image_size: int | None = None,
+    apply_postprocessing: bool = False,
 ) -> EfficientTAM:
     """The model with every variable zero: a fast target for loading weights.
 
     Eager random initialisation compiles one small kernel per parameter shape
     (about a minute on a small CPU); this traces the model once instead.
     """
-    model = abstract_model(name_or_cfg, image_size=image_size, apply_postprocessing=apply_postprocessing)
+    model = abstract_model(
+        name_or_cfg, image_size=image_size, apply_postprocessing=apply_postprocessing
+    )
     graphdef, state = nnx.split(model)
     state = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), state)
     return nnx.merge(graphdef, state)

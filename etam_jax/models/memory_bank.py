@@ -28,7 +28,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-STORAGE_DTYPE = jnp.bfloat16  # sam2_video_predictor._run_single_frame_inference: .to(bfloat16)
+STORAGE_DTYPE = (
+    jnp.bfloat16
+)  # sam2_video_predictor._run_single_frame_inference: .to(bfloat16)
 
 
 @struct.dataclass
@@ -106,21 +108,27 @@ def empty_bank(
     return MemoryBank(*group(num_cond), *group(num_recent))
 
 
-def _put(slots: jax.Array, slot: jax.Array, value: jax.Array, write: jax.Array) -> jax.Array:
+def _put(
+    slots: jax.Array, slot: jax.Array, value: jax.Array, write: jax.Array
+) -> jax.Array:
     """slots[b, slot[b]] = value[b] where write[b]; slots [B, N, ...], value [B, ...]."""
     hit = (jnp.arange(slots.shape[1])[None, :] == slot[:, None]) & write[:, None]
     hit = hit.reshape(hit.shape + (1,) * (slots.ndim - 2))
     return jnp.where(hit, value[:, None].astype(slots.dtype), slots)
 
 
-def _write_group(bank: MemoryBank, group: str, slot, feats, ptr, frame_idx, write) -> MemoryBank:
+def _write_group(
+    bank: MemoryBank, group: str, slot, feats, ptr, frame_idx, write
+) -> MemoryBank:
     batch = feats.shape[0]
     frame = jnp.full((batch,), frame_idx, jnp.int32)
     updates = {
         f"{group}_feats": _put(getattr(bank, f"{group}_feats"), slot, feats, write),
         f"{group}_ptr": _put(getattr(bank, f"{group}_ptr"), slot, ptr, write),
         f"{group}_frame": _put(getattr(bank, f"{group}_frame"), slot, frame, write),
-        f"{group}_valid": _put(getattr(bank, f"{group}_valid"), slot, jnp.ones((batch,), bool), write),
+        f"{group}_valid": _put(
+            getattr(bank, f"{group}_valid"), slot, jnp.ones((batch,), bool), write
+        ),
     }
     return bank.replace(**updates)
 
@@ -161,7 +169,9 @@ def cond_slots_free(bank: MemoryBank) -> jax.Array:
 
 def _lookup_recent(bank: MemoryBank, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Slot index [B, T] and found flag [B, T] of frames ``targets`` [T] in the ring."""
-    match = bank.recent_valid[:, None, :] & (bank.recent_frame[:, None, :] == targets[None, :, None])
+    match = bank.recent_valid[:, None, :] & (
+        bank.recent_frame[:, None, :] == targets[None, :, None]
+    )
     return jnp.argmax(match, -1), match.any(-1)
 
 
@@ -200,17 +210,27 @@ def select_memories(
     r = temporal_stride
     t_rel = jnp.arange(num_maskmem - 1, 0, -1)  # official t_pos = 1 .. num_maskmem - 1
     # Strided positions as the official loop: t_rel 1 is the adjacent frame.
-    fwd = jnp.where(t_rel == 1, frame_idx - 1, ((frame_idx - 2) // r) * r - (t_rel - 2) * r)
-    bwd = jnp.where(t_rel == 1, frame_idx + 1, -(-(frame_idx + 2) // r) * r + (t_rel - 2) * r)
+    fwd = jnp.where(
+        t_rel == 1, frame_idx - 1, ((frame_idx - 2) // r) * r - (t_rel - 2) * r
+    )
+    bwd = jnp.where(
+        t_rel == 1, frame_idx + 1, -(-(frame_idx + 2) // r) * r + (t_rel - 2) * r
+    )
     slot, found = _lookup_recent(bank, jnp.where(reverse, bwd, fwd))
     feats = jnp.concatenate([bank.cond_feats, _take(bank.recent_feats, slot)], 1)
     num_cond = bank.cond_valid.shape[1]
-    tpos = jnp.concatenate([jnp.full((num_cond,), num_maskmem - 1), t_rel - 1]).astype(jnp.int32)
+    tpos = jnp.concatenate([jnp.full((num_cond,), num_maskmem - 1), t_rel - 1]).astype(
+        jnp.int32
+    )
     valid = jnp.concatenate([bank.cond_valid, found], 1)
 
     t_diff = jnp.arange(1, max_obj_ptrs)
     targets = frame_idx - sign * t_diff  # the past: before, or after in reverse
-    in_video = (t_diff < jnp.minimum(num_frames, max_obj_ptrs)) & (targets >= 0) & (targets < num_frames)
+    in_video = (
+        (t_diff < jnp.minimum(num_frames, max_obj_ptrs))
+        & (targets >= 0)
+        & (targets < num_frames)
+    )
     pslot, pfound = _lookup_recent(bank, targets)
     cond_past = bank.cond_valid & (sign * (bank.cond_frame - frame_idx) <= 0)
     ptrs = jnp.concatenate([bank.cond_ptr, _take(bank.recent_ptr, pslot)], 1)

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from etam_jax.models.efficienttam import EfficientTAM
 
 NO_OBJ_SCORE = -1024.0  # sam2_base.NO_OBJ_SCORE
-MASK_OUT_SCALE, MASK_OUT_BIAS = 20.0, -10.0  # _use_mask_as_output: sigmoid(-10) ~ 4.5e-5
+MASK_OUT_SCALE, MASK_OUT_BIAS = (
+    20.0,
+    -10.0,
+)  # _use_mask_as_output: sigmoid(-10) ~ 4.5e-5
 
 
 @struct.dataclass
@@ -48,7 +51,9 @@ def _resize(masks_bmhw: jax.Array, size: int, antialias: bool = False) -> jax.Ar
     return resize_bilinear(masks_bmhw, (size, size), antialias=antialias)
 
 
-def _gate_pointer(model: EfficientTAM, obj_ptr: jax.Array, appearing: jax.Array) -> jax.Array:
+def _gate_pointer(
+    model: EfficientTAM, obj_ptr: jax.Array, appearing: jax.Array
+) -> jax.Array:
     """As ``_forward_sam_heads``: ``fixed_no_obj_ptr`` + ``no_obj_ptr`` for absent objects."""
     lam = appearing.astype(jnp.float32)  # [B, 1]
     return lam * obj_ptr + (1.0 - lam) * model.no_obj_ptr[...]
@@ -74,20 +79,33 @@ def forward_sam_heads(
     """
     batch, grid = features.shape[0], features.shape[1]
     if points is None:
-        points = (jnp.zeros((batch, 1, 2), jnp.float32), -jnp.ones((batch, 1), jnp.int32))
+        points = (
+            jnp.zeros((batch, 1, 2), jnp.float32),
+            -jnp.ones((batch, 1), jnp.int32),
+        )
     dense_mask = None
     if mask_inputs is not None:
         if mask_inputs.shape[-1] != 4 * grid:
-            mask_inputs = _resize(mask_inputs.astype(jnp.float32), 4 * grid, antialias=True)
-        dense_mask = jnp.moveaxis(mask_inputs.astype(jnp.float32), 1, -1)  # [B, 4g, 4g, 1]
+            mask_inputs = _resize(
+                mask_inputs.astype(jnp.float32), 4 * grid, antialias=True
+            )
+        dense_mask = jnp.moveaxis(
+            mask_inputs.astype(jnp.float32), 1, -1
+        )  # [B, 4g, 4g, 1]
     prompts = model.sam_prompt_encoder
     sparse, dense = prompts(points=points, boxes=None, masks=dense_mask)
     multimasks, ious, tokens, score = model.sam_mask_decoder(
-        features, prompts.get_dense_pe(), sparse, dense, multimask_output=multimask_output,
+        features,
+        prompts.get_dense_pe(),
+        sparse,
+        dense,
+        multimask_output=multimask_output,
         repeat_image=False,
     )
     appearing = score > 0  # [B, 1]
-    multimasks = jnp.where(appearing[:, :, None, None], multimasks, NO_OBJ_SCORE).astype(jnp.float32)
+    multimasks = jnp.where(
+        appearing[:, :, None, None], multimasks, NO_OBJ_SCORE
+    ).astype(jnp.float32)
     if multimask_output:
         best = jnp.argmax(ious, axis=-1)  # first maximum, as torch.argmax
         low_res = jnp.take_along_axis(multimasks, best[:, None, None, None], axis=1)
@@ -100,7 +118,9 @@ def forward_sam_heads(
     return SamOutputs(multimasks, ious, low_res, high_res, obj_ptr, score)
 
 
-def use_mask_as_output(model: EfficientTAM, features: jax.Array, mask_inputs: jax.Array) -> SamOutputs:
+def use_mask_as_output(
+    model: EfficientTAM, features: jax.Array, mask_inputs: jax.Array
+) -> SamOutputs:
     """As ``sam2_base._use_mask_as_output``: a binary mask becomes the output directly.
 
     The object pointer still comes from the SAM heads run on the raw image

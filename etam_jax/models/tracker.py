@@ -35,6 +35,17 @@ Compilations: ``propagate`` and ``commit`` compile once per (model,
 resolution, B); ``prompt`` once per (rows, number of points, kind of
 prompt, is_init_cond), since SAM attends over every prompt token and
 padding points would change the result.
+
+Cost and capacity: every slot is attended whether valid or not (masked), so
+the memory attention costs as if the bank were full: ``num_cond_slots +
+num_maskmem - 1`` frames of ``g*g`` tokens. Size ``num_cond_slots`` to the
+largest number of conditioning frames any object will get (a predictor
+knows it from the prompts); a commit to a full conditioning group
+overwrites slot 0 (check with ``memory_bank.cond_slots_free``). The
+non-conditioning ring keeps frame ``t`` in slot ``t % num_recent``: exact
+for propagation in one direction; revisiting frames evicted from the ring
+(e.g. reverse after a long forward pass) needs a snapshot of the bank
+(``take_rows``/``put_rows``), as the official code keeps every frame.
 """
 
 from __future__ import annotations
@@ -45,9 +56,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
+from etam_jax.inference.resize import resize_bilinear
 from etam_jax.models import memory_bank as mb
 from etam_jax.models.efficienttam import EfficientTAM
-from etam_jax.inference.resize import resize_bilinear
 from etam_jax.models.sam_heads import SamOutputs, forward_sam_heads, use_mask_as_output
 
 # Official tracker flags, equal in all eight configs (and the video predictor's overrides).
@@ -81,27 +92,50 @@ def _broadcast(frame: FrameFeatures, batch: int) -> tuple[jax.Array, jax.Array]:
 
 def _maskmem_pos_enc(model: EfficientTAM, grid: int) -> jax.Array:
     """[1, g, g, 64] memory position encoding (constant across frames, as the predictor caches it)."""
-    return model.memory_encoder.position_encoding(jnp.zeros((1, grid, grid, model.memory_encoder.out_dim)))
+    return model.memory_encoder.position_encoding(
+        jnp.zeros((1, grid, grid, model.memory_encoder.out_dim))
+    )
 
 
-def _conditioned(model, bank, frame, frame_idx, num_frames, reverse, is_init_cond: bool):
+def _conditioned(
+    model, bank, frame, frame_idx, num_frames, reverse, is_init_cond: bool
+):
     """Features with memory (``_prepare_memory_conditioned_features``) for bank rows."""
     features, pos = _broadcast(frame, bank.cond_valid.shape[0])
     if is_init_cond:
         return model.add_no_memory(features)
     memories = mb.select_memories(
-        bank, frame_idx, reverse, num_frames,
-        num_maskmem=model.num_maskmem, max_obj_ptrs=model.max_obj_ptrs_in_encoder,
+        bank,
+        frame_idx,
+        reverse,
+        num_frames,
+        num_maskmem=model.num_maskmem,
+        max_obj_ptrs=model.max_obj_ptrs_in_encoder,
     )
-    return model.condition_on_memory(features, pos, memories, _maskmem_pos_enc(model, features.shape[1]))
+    return model.condition_on_memory(
+        features, pos, memories, _maskmem_pos_enc(model, features.shape[1])
+    )
 
 
-def _prompt(model, bank, frame, frame_idx, num_frames, reverse, points, mask, prev_logits, is_init_cond):
+def _prompt(
+    model,
+    bank,
+    frame,
+    frame_idx,
+    num_frames,
+    reverse,
+    points,
+    mask,
+    prev_logits,
+    is_init_cond,
+):
     """``track_step(run_mem_encoder=False)`` with point or mask inputs."""
     batch = bank.cond_valid.shape[0]
     if mask is not None:  # use_mask_input_as_output_without_sam: no memory at all
         return use_mask_as_output(model, _broadcast(frame, batch)[0], mask)
-    features = _conditioned(model, bank, frame, frame_idx, num_frames, reverse, is_init_cond)
+    features = _conditioned(
+        model, bank, frame, frame_idx, num_frames, reverse, is_init_cond
+    )
     if prev_logits is not None:
         prev_logits = jnp.clip(prev_logits, -PREV_LOGITS_CLAMP, PREV_LOGITS_CLAMP)
     multimask = use_multimask(is_init_cond, points[1].shape[1])
@@ -110,10 +144,22 @@ def _prompt(model, bank, frame, frame_idx, num_frames, reverse, points, mask, pr
 
 def _encode_memory(model, frame, high_res_masks, binarize):
     features, _ = _broadcast(frame, high_res_masks.shape[0])
-    return model.encode_new_memory(features, high_res_masks, binarize)["vision_features"]
+    return model.encode_new_memory(features, high_res_masks, binarize)[
+        "vision_features"
+    ]
 
 
-def _commit(model, bank, frame, frame_idx, low_res_masks, obj_ptr, is_cond, write, binarize: bool):
+def _commit(
+    model,
+    bank,
+    frame,
+    frame_idx,
+    low_res_masks,
+    obj_ptr,
+    is_cond,
+    write,
+    binarize: bool,
+):
     """The predictor's preflight: memory of the consolidated masks, then store."""
     high_res = resize_bilinear(low_res_masks, (model.image_size, model.image_size))
     flags = jnp.full((low_res_masks.shape[0],), binarize)  # is_mask_from_pts=True there
@@ -140,7 +186,7 @@ class Tracker:
       model: the EfficientTAM module (only its graph definition is kept;
         parameters are passed to every call).
       num_objects: B, objects tracked together.
-      num_cond_slots: conditioning frames kept per object.
+      num_cond_slots: conditioning frames kept per object (see the module docstring).
       num_recent: ring slots for non-conditioning frames (default: enough
         for every official lookup, ``max(num_maskmem, max_obj_ptrs) - 1``).
       binarize_clicked: binarise masks of prompted frames before the memory
@@ -164,16 +210,18 @@ class Tracker:
         self.num_objects = num_objects
         self.storage_dtype = storage_dtype
         self.num_cond_slots = num_cond_slots
-        self.num_recent = num_recent or max(model.num_maskmem, model.max_obj_ptrs_in_encoder) - 1
+        self.num_recent = (
+            num_recent or max(model.num_maskmem, model.max_obj_ptrs_in_encoder) - 1
+        )
         self.grid = model.image_size // 16
         self.mem_dim = model.memory_encoder.out_dim
         self.ptr_dim = model.no_obj_ptr.shape[-1]
         merge = self._merged
         self.encode_frame = jax.jit(merge(_encode_frame))
-        self.prompt = jax.jit(
-            merge(_prompt_kw), static_argnames=("is_init_cond",)
+        self.prompt = jax.jit(merge(_prompt_kw), static_argnames=("is_init_cond",))
+        self.commit = jax.jit(
+            functools.partial(merge(_commit), binarize=binarize_clicked)
         )
-        self.commit = jax.jit(functools.partial(merge(_commit), binarize=binarize_clicked))
         self.propagate = jax.jit(merge(_propagate))
 
     def _merged(self, fn):
@@ -188,8 +236,13 @@ class Tracker:
     def empty_bank(self, num_objects: int | None = None) -> mb.MemoryBank:
         """A memory bank with every slot empty (``num_objects`` rows, default B)."""
         return mb.empty_bank(
-            num_objects or self.num_objects, self.num_cond_slots, self.num_recent,
-            self.grid * self.grid, self.mem_dim, self.ptr_dim, self.storage_dtype,
+            num_objects or self.num_objects,
+            self.num_cond_slots,
+            self.num_recent,
+            self.grid * self.grid,
+            self.mem_dim,
+            self.ptr_dim,
+            self.storage_dtype,
         )
 
     take_rows = staticmethod(mb.take_rows)
@@ -201,6 +254,28 @@ def _encode_frame(model: EfficientTAM, image: jax.Array) -> FrameFeatures:
     return FrameFeatures(out["vision_features"], out["vision_pos_enc"])
 
 
-def _prompt_kw(model, bank, frame, frame_idx, num_frames, reverse, *, points=None, mask=None,
-               prev_logits=None, is_init_cond: bool = True) -> SamOutputs:
-    return _prompt(model, bank, frame, frame_idx, num_frames, reverse, points, mask, prev_logits, is_init_cond)
+def _prompt_kw(
+    model,
+    bank,
+    frame,
+    frame_idx,
+    num_frames,
+    reverse,
+    *,
+    points=None,
+    mask=None,
+    prev_logits=None,
+    is_init_cond: bool = True,
+) -> SamOutputs:
+    return _prompt(
+        model,
+        bank,
+        frame,
+        frame_idx,
+        num_frames,
+        reverse,
+        points,
+        mask,
+        prev_logits,
+        is_init_cond,
+    )

@@ -13,7 +13,12 @@ import torch
 
 from etam_jax.models import sam_heads
 from etam_jax.models.build import empty_model
-from tests.official_reference import build_official, copy_weights, relative_error, to_torch
+from tests.official_reference import (
+    build_official,
+    copy_weights,
+    relative_error,
+    to_torch,
+)
 
 SIZE, GRID = 64, 4
 
@@ -44,8 +49,13 @@ def _inputs():
 
 def _compare(ours: sam_heads.SamOutputs, ref, tol=1e-5):
     _, _, ious, low, high, ptr, score = ref
-    pairs = [(ours.ious, ious), (ours.low_res_masks, low), (ours.high_res_masks, high),
-             (ours.obj_ptr, ptr), (ours.object_score_logits, score)]
+    pairs = [
+        (ours.ious, ious),
+        (ours.low_res_masks, low),
+        (ours.high_res_masks, high),
+        (ours.obj_ptr, ptr),
+        (ours.object_score_logits, score),
+    ]
     return max(relative_error(a, b.numpy()) for a, b in pairs)
 
 
@@ -56,7 +66,9 @@ def test_forward_sam_heads_matches_official(models, shift, multimask):
     _set_object_bias(ours, official, shift)
     try:
         feats, coords, labels, _ = _inputs()
-        got = sam_heads.forward_sam_heads(ours, jnp.asarray(feats), (coords, labels), None, multimask)
+        got = sam_heads.forward_sam_heads(
+            ours, jnp.asarray(feats), (coords, labels), None, multimask
+        )
         with torch.no_grad():
             ref = official._forward_sam_heads(
                 to_torch(feats).permute(0, 3, 1, 2),
@@ -75,7 +87,9 @@ def test_use_mask_as_output_matches_official(models):
     feats, _, _, mask = _inputs()
     got = sam_heads.use_mask_as_output(ours, jnp.asarray(feats), jnp.asarray(mask))
     with torch.no_grad():
-        ref = official._use_mask_as_output(to_torch(feats).permute(0, 3, 1, 2), None, to_torch(mask))
+        ref = official._use_mask_as_output(
+            to_torch(feats).permute(0, 3, 1, 2), None, to_torch(mask)
+        )
     assert _compare(got, ref) < 1e-5
 
 
@@ -86,9 +100,17 @@ def test_encode_new_memory_matches_official(models, binarize):
     rng = np.random.default_rng(1)
     feats = rng.standard_normal((2, GRID, GRID, 256)).astype(np.float32)
     logits = 5 * rng.standard_normal((2, 1, SIZE, SIZE)).astype(np.float32)
-    got = ours.encode_new_memory(jnp.asarray(feats), jnp.asarray(logits), jnp.full((2,), binarize))
+    got = ours.encode_new_memory(
+        jnp.asarray(feats), jnp.asarray(logits), jnp.full((2,), binarize)
+    )
     with torch.no_grad():
         flat = [to_torch(feats).reshape(2, GRID * GRID, 256).permute(1, 0, 2)]
-        mem, pos = official._encode_new_memory(flat, [(GRID, GRID)], to_torch(logits), is_mask_from_pts=binarize)
-    assert relative_error(got["vision_features"], mem.permute(0, 2, 3, 1).numpy()) < 1e-5
-    assert relative_error(got["vision_pos_enc"], pos[0].permute(0, 2, 3, 1).numpy()) < 1e-5
+        mem, pos = official._encode_new_memory(
+            flat, [(GRID, GRID)], to_torch(logits), is_mask_from_pts=binarize
+        )
+    assert (
+        relative_error(got["vision_features"], mem.permute(0, 2, 3, 1).numpy()) < 1e-5
+    )
+    assert (
+        relative_error(got["vision_pos_enc"], pos[0].permute(0, 2, 3, 1).numpy()) < 1e-5
+    )

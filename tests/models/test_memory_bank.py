@@ -32,7 +32,9 @@ class _Recorder(torch.nn.Module):
 def official():
     model = build_official("efficienttam_ti", image_size=GRID * 16)
     with torch.no_grad():
-        model.maskmem_tpos_enc.copy_(torch.arange(7.0)[:, None, None, None].expand(7, 1, 1, MEM_DIM) * 1000)
+        model.maskmem_tpos_enc.copy_(
+            torch.arange(7.0)[:, None, None, None].expand(7, 1, 1, MEM_DIM) * 1000
+        )
     model.memory_attention = _Recorder()
     return model
 
@@ -56,20 +58,25 @@ def _official_selection(model, frame_idx, cond, tracked, num_frames, reverse):
     )
     memory, pos, num_ptr = model.memory_attention.seen
     spatial = memory.shape[0] - num_ptr
-    frames = memory[:spatial:GRID * GRID, 0, 0].long() - 1
-    tpos = (pos[:spatial:GRID * GRID, 0, 0] / 1000).round().long()
+    frames = memory[: spatial : GRID * GRID, 0, 0].long() - 1
+    tpos = (pos[: spatial : GRID * GRID, 0, 0] / 1000).round().long()
     ptrs = memory[spatial::4, 0, 0].long() - 1  # 4 tokens of 64 per pointer
     return Counter(zip(frames.tolist(), tpos.tolist())), Counter(ptrs.tolist())
 
 
 def _our_selection(frame_idx, cond, tracked, num_frames, reverse):
     bank = mb.empty_bank(1, 4, 15, GRID * GRID, MEM_DIM, HIDDEN)
-    tag = lambda t: (np.full((1, GRID * GRID, MEM_DIM), t + 1.0), np.full((1, HIDDEN), t + 1.0))
+    tag = lambda t: (
+        np.full((1, GRID * GRID, MEM_DIM), t + 1.0),
+        np.full((1, HIDDEN), t + 1.0),
+    )
     for t in cond:
         bank = mb.write_cond(bank, *tag(t), t, np.ones(1, bool))
     for t in tracked:  # in the order they were tracked
         bank = mb.write_recent(bank, *tag(t), t, np.ones(1, bool))
-    sel = mb.select_memories(bank, frame_idx, reverse, num_frames, num_maskmem=7, max_obj_ptrs=16)
+    sel = mb.select_memories(
+        bank, frame_idx, reverse, num_frames, num_maskmem=7, max_obj_ptrs=16
+    )
     valid = np.asarray(sel.valid[0])
     frames = np.asarray(sel.feats[0, :, 0, 0]).astype(int)[valid] - 1
     tpos = np.asarray(sel.tpos_index)[valid]
@@ -112,4 +119,7 @@ def test_cond_write_replaces_same_frame_and_clears_ring():
     assert np.asarray(bank.recent_valid[:, 5]).tolist() == [False, True]
     rows = mb.take_rows(bank, np.array([1]))
     back = mb.put_rows(bank, np.array([1]), rows)
-    assert all(np.array_equal(a, b) for a, b in zip(np.asarray(bank.cond_ptr), np.asarray(back.cond_ptr)))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(np.asarray(bank.cond_ptr), np.asarray(back.cond_ptr))
+    )

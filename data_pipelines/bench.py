@@ -51,6 +51,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-objects", type=int, default=3, help="objects per example O")
     p.add_argument("--resolution", type=int, default=1024, help="model resolution S")
     p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--pack-masks", type=int, default=1, choices=(0, 1),
+                   help="ship masks bit-packed, as the training config does")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -153,7 +155,7 @@ def decode_only(record: Record, sampling: SamplingSpec, augment: AugmentSpec | N
 
 
 def build(records: list[Record], sampling: SamplingSpec, augment: AugmentSpec | None,
-          workers: int, batch_size: int, seed: int) -> Any:
+          workers: int, args: argparse.Namespace) -> Any:
     """The benchmarked pipeline: decode-only (``augment=None``) or full."""
     import grain  # pylint: disable=import-outside-toplevel
 
@@ -163,8 +165,9 @@ def build(records: list[Record], sampling: SamplingSpec, augment: AugmentSpec | 
     # Repeated references: Grain's index_shuffle costs ~20 ms per index on a few elements.
     src = grain.MapDataset.source(records * -(-MIN_SOURCE_LEN // len(records)))
     make = make_example if augment is not None else decode_only
-    ds = src.seed(seed).shuffle().repeat().random_map(ExampleMaker(src, sampling, augment, make))
-    ds = ds.batch(batch_size, drop_remainder=True)
+    maker = ExampleMaker(src, sampling, augment, make, pack_masks=bool(args.pack_masks))
+    ds = src.seed(args.seed).shuffle().repeat().random_map(maker)
+    ds = ds.batch(args.batch_size, drop_remainder=True)
     return prefetch(ds, PipelineSpec(sources=(), workers=workers))
 
 
@@ -173,7 +176,7 @@ def measure(records: list[Record], sampling: SamplingSpec, augment: AugmentSpec 
     """Times ``args.examples`` examples after a warm-up of one element per worker."""
     per_item = args.batch_size
     items = max(1, args.examples // per_item)
-    it = iter(build(records, sampling, augment, workers, args.batch_size, args.seed))
+    it = iter(build(records, sampling, augment, workers, args))
     try:
         with PeakMemory() as mem:
             for _ in range(max(1, workers)):

@@ -10,6 +10,11 @@ An example (before batching) is a dict of numpy arrays:
 - ``num_skipped`` int32 ``[]`` and ``skipped_files`` bytes ``[]``: bad records
   drawn for this slot before a good one (consumed by `skip_limit`).
 
+With ``pack_masks``, ``masks`` travels as ``masks_packed`` uint8
+``[T, O, S, S / 8]`` (``np.packbits`` on the last axis): 8x less to batch,
+ship between processes and copy to the device; `global_batch.to_global_batch`
+unpacks it on the device, so a train step still gets bool ``masks``.
+
 A record that raises `SkippedExample` is replaced by another record of the
 same shard drawn with the example's rng, as SAM 2's ``VOSDataset._get_datapoint``
 retries with a random index: the slot is filled, nothing else in the batch moves.
@@ -99,14 +104,16 @@ class ExampleMaker:
         augment: augmentation settings.
         make: ``make(record, sampling, augment, rng) -> dict``; `make_example`
             (the benchmark swaps in a decode-only function).
+        pack_masks: ship ``masks`` bit-packed as ``masks_packed`` (module docstring).
     """
 
     def __init__(self, records: Sequence[Record], sampling: SamplingSpec, augment: AugmentSpec,
-                 make: Callable[..., dict[str, Any]] = make_example):
+                 make: Callable[..., dict[str, Any]] = make_example, pack_masks: bool = False):
         self.records = records
         self.sampling = sampling
         self.augment = augment
         self.make = make
+        self.pack_masks = pack_masks
 
     def __call__(self, record: Record, rng: np.random.Generator) -> dict[str, Any]:
         skipped: list[str] = []
@@ -118,6 +125,8 @@ class ExampleMaker:
                 skipped.append(e.file)
                 record = self.records[int(rng.integers(len(self.records)))]
                 continue
+            if self.pack_masks and "masks" in example:
+                example["masks_packed"] = np.packbits(example.pop("masks"), axis=-1)
             example["num_skipped"] = np.int32(len(skipped))
             example["skipped_files"] = np.bytes_("; ".join(skipped).encode())
             return example

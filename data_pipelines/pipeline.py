@@ -69,6 +69,8 @@ class PipelineSpec:
         max_skipped_fraction: stop past this fraction of bad examples.
         skip_check_after: examples drawn before the fraction is judged.
         mix_block: batches per mixing block (`mixing.BlockMixSelection`).
+        pack_masks: batches carry ``masks_packed`` (bits) instead of ``masks``;
+            `global_batch.to_global_batch` unpacks on the device.
     """
 
     sources: tuple[SourceSpec, ...]
@@ -81,6 +83,7 @@ class PipelineSpec:
     max_skipped_fraction: float = 0.01
     skip_check_after: int = 200
     mix_block: int = 1000
+    pack_masks: bool = False
 
 
 def source_seed(seed: int, source: int, shard_index: int) -> int:
@@ -88,8 +91,9 @@ def source_seed(seed: int, source: int, shard_index: int) -> int:
     return int(np.random.SeedSequence([seed, source, shard_index]).generate_state(1)[0])
 
 
-def source_batches(records: Sequence[Any], spec: SourceSpec, augment: AugmentSpec | None,
-                   seed: int, shard: grain.sharding.ShardOptions) -> grain.MapDataset:
+def source_batches(records: Sequence[Any], spec: SourceSpec, augment: AugmentSpec,
+                   seed: int, shard: grain.sharding.ShardOptions,
+                   pack_masks: bool = False) -> grain.MapDataset:
     """Infinite MapDataset of this shard's batches of one source.
 
     Args:
@@ -98,6 +102,7 @@ def source_batches(records: Sequence[Any], spec: SourceSpec, augment: AugmentSpe
         augment: augmentation settings.
         seed: the source's seed (`source_seed`).
         shard: which slice of the records this process reads.
+        pack_masks: ship masks bit-packed (`examples.ExampleMaker`).
 
     Returns:
         MapDataset of example dicts batched to ``[batch_size, ...]``.
@@ -107,7 +112,8 @@ def source_batches(records: Sequence[Any], spec: SourceSpec, augment: AugmentSpe
         raise EtamError(f"data source {spec.name!r} has no records for process "
                         f"{shard.shard_index} of {shard.shard_count} ({len(records)} records)")
     ds = shard_records.seed(seed).shuffle().repeat()
-    ds = ds.random_map(ExampleMaker(shard_records, spec.sampling, augment))
+    ds = ds.random_map(ExampleMaker(shard_records, spec.sampling, augment,
+                                    pack_masks=pack_masks))
     return ds.batch(spec.batch_size, drop_remainder=True)
 
 
@@ -138,7 +144,8 @@ def mixed_batches(sources: Sources, spec: PipelineSpec,
     """
     shard = shard or grain.sharding.ShardByJaxProcess()
     batches = [source_batches(records, s, spec.augment,
-                              source_seed(spec.seed, i, shard.shard_index), shard)
+                              source_seed(spec.seed, i, shard.shard_index), shard,
+                              spec.pack_masks)
                for i, (records, s) in enumerate(zip(records_per_spec(sources, spec), spec.sources))]
     return mix_batches(batches, [s.weight for s in spec.sources], spec.seed, spec.mix_block)
 
@@ -202,4 +209,5 @@ def spec_from_config(cfg: Any) -> PipelineSpec:
         sources=sources, augment=augment, seed=cfg.seed, workers=cfg.workers,
         worker_buffer=cfg.worker_buffer, read_threads=cfg.read_threads,
         read_buffer=cfg.read_buffer, max_skipped_fraction=cfg.max_skipped_fraction,
-        skip_check_after=cfg.skip_check_after, mix_block=cfg.mix_block)
+        skip_check_after=cfg.skip_check_after, mix_block=cfg.mix_block,
+        pack_masks=cfg.pack_masks)

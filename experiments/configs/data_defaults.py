@@ -22,6 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     cfg.max_skipped_fraction = 0.01
     cfg.skip_check_after = 200
     cfg.mix_block = 1000
+    cfg.pack_masks = True  # masks travel as bits; unpacked on the device (global_batch)
     cfg.sources = ml_collections.ConfigDict()
     # Keyed by name: give the pipeline {"sav": records, "sa1b": records}.
     cfg.sources.sav = source(weight=0.9, batch_size=1, num_frames=8, max_objects=3)

@@ -51,8 +51,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-objects", type=int, default=3, help="objects per example O")
     p.add_argument("--resolution", type=int, default=1024, help="model resolution S")
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--pack-masks", type=int, default=1, choices=(0, 1),
-                   help="ship masks bit-packed, as the training config does")
+    p.add_argument(
+        "--pack-masks",
+        type=int,
+        default=1,
+        choices=(0, 1),
+        help="ship masks bit-packed, as the training config does",
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -69,10 +74,18 @@ def scene_record(seed: int, height: int, width: int, num_frames: int, num_object
     for t in range(num_frames):
         for j, k in enumerate(keep):
             counts[t, j] = encode_rle(masks[t, k])
-    return make_record(id=f"scene_{seed}", source="sav" if num_frames > 1 else "sa1b",
-                       file=f"<synthetic {seed}>", frames=[encode_jpeg(f) for f, _ in rendered],
-                       frame_indices=np.arange(num_frames) * 4, height=height, width=width,
-                       object_ids=keep + 1, rle_counts=counts, valid=np.ones(counts.shape, bool))
+    return make_record(
+        id=f"scene_{seed}",
+        source="sav" if num_frames > 1 else "sa1b",
+        file=f"<synthetic {seed}>",
+        frames=[encode_jpeg(f) for f, _ in rendered],
+        frame_indices=np.arange(num_frames) * 4,
+        height=height,
+        width=width,
+        object_ids=keep + 1,
+        rle_counts=counts,
+        valid=np.ones(counts.shape, bool),
+    )
 
 
 def load_records(args: argparse.Namespace) -> list[Record]:
@@ -85,9 +98,13 @@ def load_records(args: argparse.Namespace) -> list[Record]:
     try:
         h, w = (int(v) for v in args.frame_size.lower().split("x"))
     except ValueError as e:
-        raise EtamError(f"--frame-size: expected HxW like 1080x1920, got {args.frame_size!r}") from e
-    return [scene_record(args.seed * 1000 + i, h, w, args.record_frames, args.objects)
-            for i in range(args.records)]
+        raise EtamError(
+            f"--frame-size: expected HxW like 1080x1920, got {args.frame_size!r}"
+        ) from e
+    return [
+        scene_record(args.seed * 1000 + i, h, w, args.record_frames, args.objects)
+        for i in range(args.records)
+    ]
 
 
 class PeakMemory:
@@ -96,7 +113,7 @@ class PeakMemory:
     def __init__(self, interval: float = 0.05):
         import psutil  # pylint: disable=import-outside-toplevel
 
-        self.proc, self.interval = psutil.Process(), interval
+        self.proc, self.interval, self._gone = psutil.Process(), interval, psutil.Error
         self.peak_total = self.peak_worker = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -109,8 +126,8 @@ class PeakMemory:
     def _safe_sample(self) -> None:
         try:
             self._sample()
-        except Exception:  # pylint: disable=broad-except  # a child exiting mid-sample
-            pass
+        except self._gone:  # a child exited mid-sample: skip this sample
+            return
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -141,8 +158,9 @@ def cpu_seconds() -> float:
     return total
 
 
-def decode_only(record: Record, sampling: SamplingSpec, augment: AugmentSpec | None,
-                rng: np.random.Generator) -> dict[str, np.ndarray]:
+def decode_only(
+    record: Record, sampling: SamplingSpec, augment: AugmentSpec | None, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """The ceiling: sample and decode as the pipeline does, nothing else.
 
     Returns only a pixel count, so worker processes do not ship full-size
@@ -154,8 +172,13 @@ def decode_only(record: Record, sampling: SamplingSpec, augment: AugmentSpec | N
     return {"pixels": np.int64(decoded["frames"].size + decoded["masks"].size)}
 
 
-def build(records: list[Record], sampling: SamplingSpec, augment: AugmentSpec | None,
-          workers: int, args: argparse.Namespace) -> Any:
+def build(
+    records: list[Record],
+    sampling: SamplingSpec,
+    augment: AugmentSpec | None,
+    workers: int,
+    args: argparse.Namespace,
+) -> Any:
     """The benchmarked pipeline: decode-only (``augment=None``) or full."""
     import grain  # pylint: disable=import-outside-toplevel
 
@@ -171,8 +194,13 @@ def build(records: list[Record], sampling: SamplingSpec, augment: AugmentSpec | 
     return prefetch(ds, PipelineSpec(sources=(), workers=workers))
 
 
-def measure(records: list[Record], sampling: SamplingSpec, augment: AugmentSpec | None,
-            workers: int, args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    records: list[Record],
+    sampling: SamplingSpec,
+    augment: AugmentSpec | None,
+    workers: int,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     """Times ``args.examples`` examples after a warm-up of one element per worker."""
     per_item = args.batch_size
     items = max(1, args.examples // per_item)
@@ -188,17 +216,30 @@ def measure(records: list[Record], sampling: SamplingSpec, augment: AugmentSpec 
     finally:
         it.close()
     n = items * per_item
-    return {"mode": "full" if augment is not None else "decode", "workers": workers,
-            "examples": n, "seconds": round(seconds, 3), "examples_per_s": round(n / seconds, 3),
-            "cpu_s": round(cpu, 3), "examples_per_cpu_s": round(n / max(cpu, 1e-9), 3),
-            "peak_rss_mib": round(mem.peak_total / 2**20, 1),
-            "peak_worker_rss_mib": round(mem.peak_worker / 2**20, 1)}
+    return {
+        "mode": "full" if augment is not None else "decode",
+        "workers": workers,
+        "examples": n,
+        "seconds": round(seconds, 3),
+        "examples_per_s": round(n / seconds, 3),
+        "cpu_s": round(cpu, 3),
+        "examples_per_cpu_s": round(n / max(cpu, 1e-9), 3),
+        "peak_rss_mib": round(mem.peak_total / 2**20, 1),
+        "peak_worker_rss_mib": round(mem.peak_worker / 2**20, 1),
+    }
 
 
 def table(results: list[dict[str, Any]]) -> str:
     """Fixed-width table of the runs."""
-    cols = ("mode", "workers", "examples", "examples_per_s", "examples_per_cpu_s", "peak_rss_mib",
-            "peak_worker_rss_mib")
+    cols = (
+        "mode",
+        "workers",
+        "examples",
+        "examples_per_s",
+        "examples_per_cpu_s",
+        "peak_rss_mib",
+        "peak_worker_rss_mib",
+    )
     rows = [cols] + [tuple(str(r[c]) for c in cols) for r in results]
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows)
@@ -227,16 +268,26 @@ def main(argv: list[str]) -> int:
         full = measure(records, sampling, augment, w, args)
         ratios[str(w)] = round(full["examples_per_cpu_s"] / ceiling["examples_per_cpu_s"], 3)
         results += [ceiling, full]
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d_%H%M%S")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d_%H%M%S")
     out = Path(args.out or f"bench_results/data_{stamp}.json")
-    report = {"what": "data", "command": ["etam", "bench", "data", *argv], "time": stamp,
-              **environment(), "settings": vars(args), "results": results,
-              "full_vs_decode_per_cpu_s": ratios, "target": TARGET}
+    report = {
+        "what": "data",
+        "command": ["etam", "bench", "data", *argv],
+        "time": stamp,
+        **environment(),
+        "settings": vars(args),
+        "results": results,
+        "full_vs_decode_per_cpu_s": ratios,
+        "target": TARGET,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(table(results))
-    print("full / decode (examples per CPU-second): "
-          + ", ".join(f"{w} workers {r:.2f}" for w, r in ratios.items()) + f"  (target >= {TARGET})")
+    print(
+        "full / decode (examples per CPU-second): "
+        + ", ".join(f"{w} workers {r:.2f}" for w, r in ratios.items())
+        + f"  (target >= {TARGET})"
+    )
     print(f"wrote {out}")
     return 0
 

@@ -47,14 +47,16 @@ def visible_objects(record: Record, t: int) -> np.ndarray:
     h, w = record["height"], record["width"]
     counts, valid = record["rle_counts"][t], record["valid"][t]
     try:
-        return np.array([o for o in np.flatnonzero(valid) if rle_area(counts[o], h, w) > 0],
-                        np.int64)
+        return np.array(
+            [o for o in np.flatnonzero(valid) if rle_area(counts[o], h, w) > 0], np.int64
+        )
     except (ValueError, TypeError) as e:
         raise SkippedExample(f"bad RLE on frame {t} ({e})", record.get("file", "?")) from e
 
 
-def sample_clip(record: Record, spec: SamplingSpec,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def sample_clip(
+    record: Record, spec: SamplingSpec, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Draws the frames and objects of one example.
 
     As vos_sampler.RandomUniformSampler.sample, which redraws the start until
@@ -87,5 +89,6 @@ def sample_clip(record: Record, spec: SamplingSpec,
         if visible.size:
             count = min(visible.size, spec.max_objects)
             return frame_idx, rng.choice(visible, size=count, replace=False)
-    raise SkippedExample(f"no clip of {spec.num_frames} frames starts with a visible object",
-                         record.get("file", "?"))
+    raise SkippedExample(
+        f"no clip of {spec.num_frames} frames starts with a visible object", record.get("file", "?")
+    )

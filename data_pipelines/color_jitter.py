@@ -12,7 +12,7 @@ clip once at the end (they differ only where a middle step saturates).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -76,8 +76,13 @@ def compose(ops: Sequence[tuple[str, float]], mean_rgb: np.ndarray) -> np.ndarra
     return np.concatenate([a, b[:, None]], axis=1).astype(np.float32)
 
 
-def draw_clip_colour(rng: np.random.Generator, num_frames: int, clip_strengths: Sequence[float],
-                     grayscale_prob: float, frame_strengths: Sequence[float]) -> list[JitterOps]:
+def draw_clip_colour(
+    rng: np.random.Generator,
+    num_frames: int,
+    clip_strengths: Sequence[float],
+    grayscale_prob: float,
+    frame_strengths: Sequence[float],
+) -> list[JitterOps]:
     """Draws the colour ops of every frame of a clip, in SAM 2's order.
 
     ColorJitter (one draw for the clip), RandomGrayscale (one draw for the
@@ -93,8 +98,9 @@ def draw_clip_colour(rng: np.random.Generator, num_frames: int, clip_strengths: 
     return [shared + draw_jitter(rng, frame_strengths) for _ in range(num_frames)]
 
 
-def apply_colour(frame: np.ndarray, ops: Sequence[tuple[str, float]],
-                 out: np.ndarray | None = None) -> np.ndarray:
+def apply_colour(
+    frame: np.ndarray, ops: Sequence[tuple[str, float]], out: np.ndarray | None = None
+) -> np.ndarray:
     """Applies colour ops to a frame.
 
     Args:

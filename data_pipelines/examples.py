@@ -23,7 +23,8 @@ retries with a random index: the slot is filled, nothing else in the batch moves
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -49,15 +50,17 @@ def mask_boxes(record: Record, frame_idx: np.ndarray, obj_idx: np.ndarray) -> np
     counts, valid = record["rle_counts"][sel], record["valid"][sel]
     boxes = np.zeros(counts.shape + (4,))
     size = [record["height"], record["width"]]
-    rles = [{"size": size, "counts": c.encode() if isinstance(c, str) else c}
-            for c in counts[valid]]
+    rles = [
+        {"size": size, "counts": c.encode() if isinstance(c, str) else c} for c in counts[valid]
+    ]
     if rles:
         boxes[valid] = mask_utils.toBbox(rles)
     return boxes
 
 
-def make_example(record: Record, sampling: SamplingSpec, augment: AugmentSpec,
-                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+def make_example(
+    record: Record, sampling: SamplingSpec, augment: AugmentSpec, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Sample, decode, augment and pad one record.
 
     Args:
@@ -76,18 +79,28 @@ def make_example(record: Record, sampling: SamplingSpec, augment: AugmentSpec,
     frame_idx, obj_idx = sample_clip(record, sampling, rng)
     decoded = decode_record(record, frame_idx, obj_idx)
     o, max_o = len(obj_idx), sampling.max_objects
-    frames, masks = augment_clip(decoded["frames"], decoded["masks"], augment, rng, max_o,
-                                 mask_boxes(record, frame_idx, obj_idx))
+    frames, masks = augment_clip(
+        decoded["frames"],
+        decoded["masks"],
+        augment,
+        rng,
+        max_o,
+        mask_boxes(record, frame_idx, obj_idx),
+    )
     obj_valid = np.zeros(max_o, bool)
     obj_valid[:o] = masks[0, :o].reshape(o, -1).any(axis=1)
     if not obj_valid.any():
-        raise SkippedExample("no object keeps a pixel on the first frame after augmentation",
-                             record.get("file", "?"))
+        raise SkippedExample(
+            "no object keeps a pixel on the first frame after augmentation", record.get("file", "?")
+        )
     object_ids = np.full(max_o, -1, np.int32)
     object_ids[:o] = decoded["object_ids"]
     return {
-        "frames": frames, "masks": masks, "obj_valid": obj_valid,
-        "frame_valid": np.ones(sampling.num_frames, bool), "object_ids": object_ids,
+        "frames": frames,
+        "masks": masks,
+        "obj_valid": obj_valid,
+        "frame_valid": np.ones(sampling.num_frames, bool),
+        "object_ids": object_ids,
         "frame_indices": decoded["frame_indices"].astype(np.int32),
     }
 
@@ -107,8 +120,14 @@ class ExampleMaker:
         pack_masks: ship ``masks`` bit-packed as ``masks_packed`` (module docstring).
     """
 
-    def __init__(self, records: Sequence[Record], sampling: SamplingSpec, augment: AugmentSpec,
-                 make: Callable[..., dict[str, Any]] = make_example, pack_masks: bool = False):
+    def __init__(
+        self,
+        records: Sequence[Record],
+        sampling: SamplingSpec,
+        augment: AugmentSpec,
+        make: Callable[..., dict[str, Any]] = make_example,
+        pack_masks: bool = False,
+    ):
         self.records = records
         self.sampling = sampling
         self.augment = augment
@@ -130,5 +149,7 @@ class ExampleMaker:
             example["num_skipped"] = np.int32(len(skipped))
             example["skipped_files"] = np.bytes_("; ".join(skipped).encode())
             return example
-        raise EtamError(f"{MAX_REPLACEMENTS} bad records in a row (last: {skipped[-1]}); "
-                        "is this data source readable?")
+        raise EtamError(
+            f"{MAX_REPLACEMENTS} bad records in a row (last: {skipped[-1]}); "
+            "is this data source readable?"
+        )

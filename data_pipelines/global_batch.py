@@ -10,7 +10,8 @@ unpacked on the device, so the step always gets bool ``masks``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,9 +35,12 @@ def unpack_masks(packed: jax.Array, sharding: NamedSharding) -> jax.Array:
     return unpack(packed)
 
 
-def to_global_batch(local: Mapping[str, np.ndarray], mesh: Mesh,
-                    keys: Sequence[str] | None = MODEL_KEYS,
-                    batch_axes: Sequence[str] = BATCH_AXES) -> dict[str, jax.Array]:
+def to_global_batch(
+    local: Mapping[str, np.ndarray],
+    mesh: Mesh,
+    keys: Sequence[str] | None = MODEL_KEYS,
+    batch_axes: Sequence[str] = BATCH_AXES,
+) -> dict[str, jax.Array]:
     """Assembles the global batch from every process's local batch.
 
     Args:
@@ -57,15 +61,20 @@ def to_global_batch(local: Mapping[str, np.ndarray], mesh: Mesh,
     out = {}
     for k in keys:
         if k == "masks" and k not in arrays and packed is not None:
-            out[k] = unpack_masks(jax.make_array_from_process_local_data(sharding, packed), sharding)
+            out[k] = unpack_masks(
+                jax.make_array_from_process_local_data(sharding, packed), sharding
+            )
         else:
             out[k] = jax.make_array_from_process_local_data(sharding, np.asarray(arrays[k]))
     return out
 
 
-def global_batch_shapes(local: Mapping[str, Any], mesh: Mesh,
-                        keys: Sequence[str] | None = MODEL_KEYS,
-                        batch_axes: Sequence[str] = BATCH_AXES) -> dict[str, jax.ShapeDtypeStruct]:
+def global_batch_shapes(
+    local: Mapping[str, Any],
+    mesh: Mesh,
+    keys: Sequence[str] | None = MODEL_KEYS,
+    batch_axes: Sequence[str] = BATCH_AXES,
+) -> dict[str, jax.ShapeDtypeStruct]:
     """Abstract global batch (shapes, dtypes, shardings) to compile a step up front.
 
     Args:
@@ -79,5 +88,11 @@ def global_batch_shapes(local: Mapping[str, Any], mesh: Mesh,
         shape, _ = shapes.pop("masks_packed")
         shapes["masks"] = ((*shape[:-1], shape[-1] * 8), np.dtype(bool))
     names = list(shapes) if keys is None else list(keys)
-    return {k: jax.ShapeDtypeStruct((shapes[k][0][0] * jax.process_count(), *shapes[k][0][1:]),
-                                    shapes[k][1], sharding=sharding) for k in names}
+    return {
+        k: jax.ShapeDtypeStruct(
+            (shapes[k][0][0] * jax.process_count(), *shapes[k][0][1:]),
+            shapes[k][1],
+            sharding=sharding,
+        )
+        for k in names
+    }

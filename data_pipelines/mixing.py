@@ -14,7 +14,7 @@ block and deterministic; the choice does not depend on the JAX process.
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import grain
 import numpy as np
@@ -26,7 +26,9 @@ def block_counts(weights: Sequence[float], block: int) -> np.ndarray:
     """Batches of each source in a block of ``block`` (largest remainder), int64 ``[n]``."""
     w = np.asarray(weights, np.float64)
     if w.ndim != 1 or w.size == 0 or (w < 0).any() or w.sum() <= 0:
-        raise EtamError(f"data mixing weights must be >= 0 with a positive sum; got {list(weights)}")
+        raise EtamError(
+            f"data mixing weights must be >= 0 with a positive sum; got {list(weights)}"
+        )
     exact = w / w.sum() * block
     counts = np.floor(exact).astype(np.int64)
     order = np.argsort(-(exact - counts), kind="stable")
@@ -66,8 +68,9 @@ class BlockMixSelection(grain.transforms.DatasetSelectionMap):
         return f"BlockMixSelection(counts={self.counts.tolist()}, seed={self.seed})"
 
 
-def mix_batches(batches: Sequence[grain.MapDataset], weights: Sequence[float], seed: int,
-                block: int = 1000) -> grain.MapDataset:
+def mix_batches(
+    batches: Sequence[grain.MapDataset], weights: Sequence[float], seed: int, block: int = 1000
+) -> grain.MapDataset:
     """Mixes per-source batch datasets (infinite) into one, by weight.
 
     Args:

@@ -24,7 +24,8 @@ Use::
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grain
 import numpy as np
@@ -74,7 +75,7 @@ class PipelineSpec:
     """
 
     sources: tuple[SourceSpec, ...]
-    augment: AugmentSpec = AugmentSpec()
+    augment: AugmentSpec = dataclasses.field(default_factory=AugmentSpec)
     seed: int = 0
     workers: int = 0
     worker_buffer: int = 1
@@ -91,9 +92,14 @@ def source_seed(seed: int, source: int, shard_index: int) -> int:
     return int(np.random.SeedSequence([seed, source, shard_index]).generate_state(1)[0])
 
 
-def source_batches(records: Sequence[Any], spec: SourceSpec, augment: AugmentSpec,
-                   seed: int, shard: grain.sharding.ShardOptions,
-                   pack_masks: bool = False) -> grain.MapDataset:
+def source_batches(
+    records: Sequence[Any],
+    spec: SourceSpec,
+    augment: AugmentSpec,
+    seed: int,
+    shard: grain.sharding.ShardOptions,
+    pack_masks: bool = False,
+) -> grain.MapDataset:
     """Infinite MapDataset of this shard's batches of one source.
 
     Args:
@@ -107,13 +113,14 @@ def source_batches(records: Sequence[Any], spec: SourceSpec, augment: AugmentSpe
     Returns:
         MapDataset of example dicts batched to ``[batch_size, ...]``.
     """
-    shard_records = grain.MapDataset.source(records)[shard.shard_index::shard.shard_count]
+    shard_records = grain.MapDataset.source(records)[shard.shard_index :: shard.shard_count]
     if len(shard_records) == 0:
-        raise EtamError(f"data source {spec.name!r} has no records for process "
-                        f"{shard.shard_index} of {shard.shard_count} ({len(records)} records)")
+        raise EtamError(
+            f"data source {spec.name!r} has no records for process "
+            f"{shard.shard_index} of {shard.shard_count} ({len(records)} records)"
+        )
     ds = shard_records.seed(seed).shuffle().repeat()
-    ds = ds.random_map(ExampleMaker(shard_records, spec.sampling, augment,
-                                    pack_masks=pack_masks))
+    ds = ds.random_map(ExampleMaker(shard_records, spec.sampling, augment, pack_masks=pack_masks))
     return ds.batch(spec.batch_size, drop_remainder=True)
 
 
@@ -133,8 +140,9 @@ def records_per_spec(sources: Sources, spec: PipelineSpec) -> list[Sequence[Any]
     return list(sources)
 
 
-def mixed_batches(sources: Sources, spec: PipelineSpec,
-                  shard: grain.sharding.ShardOptions | None = None) -> grain.MapDataset:
+def mixed_batches(
+    sources: Sources, spec: PipelineSpec, shard: grain.sharding.ShardOptions | None = None
+) -> grain.MapDataset:
     """All sources' batches mixed by weight: an infinite, random-access MapDataset.
 
     Args:
@@ -143,10 +151,17 @@ def mixed_batches(sources: Sources, spec: PipelineSpec,
         shard: this process's shard; default `grain.sharding.ShardByJaxProcess`.
     """
     shard = shard or grain.sharding.ShardByJaxProcess()
-    batches = [source_batches(records, s, spec.augment,
-                              source_seed(spec.seed, i, shard.shard_index), shard,
-                              spec.pack_masks)
-               for i, (records, s) in enumerate(zip(records_per_spec(sources, spec), spec.sources))]
+    batches = [
+        source_batches(
+            records,
+            s,
+            spec.augment,
+            source_seed(spec.seed, i, shard.shard_index),
+            shard,
+            spec.pack_masks,
+        )
+        for i, (records, s) in enumerate(zip(records_per_spec(sources, spec), spec.sources))
+    ]
     return mix_batches(batches, [s.weight for s in spec.sources], spec.seed, spec.mix_block)
 
 
@@ -160,17 +175,22 @@ def _worker_init(worker_index: int, worker_count: int) -> None:
 
 def prefetch(ds: grain.MapDataset, spec: PipelineSpec) -> grain.IterDataset:
     """``to_iter_dataset`` with a bounded read buffer, then ``mp_prefetch`` if ``spec.workers``."""
-    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=spec.read_threads,
-                                              prefetch_buffer_size=spec.read_buffer))
+    it = ds.to_iter_dataset(
+        grain.ReadOptions(num_threads=spec.read_threads, prefetch_buffer_size=spec.read_buffer)
+    )
     if spec.workers > 0:
-        it = it.mp_prefetch(grain.MultiprocessingOptions(
-            num_workers=spec.workers, per_worker_buffer_size=spec.worker_buffer),
-            worker_init_fn=_worker_init)
+        it = it.mp_prefetch(
+            grain.MultiprocessingOptions(
+                num_workers=spec.workers, per_worker_buffer_size=spec.worker_buffer
+            ),
+            worker_init_fn=_worker_init,
+        )
     return it
 
 
-def training_batches(sources: Sources, spec: PipelineSpec,
-                     shard: grain.sharding.ShardOptions | None = None) -> grain.IterDataset:
+def training_batches(
+    sources: Sources, spec: PipelineSpec, shard: grain.sharding.ShardOptions | None = None
+) -> grain.IterDataset:
     """The trainer's input: ``iter()`` it for a checkpointable iterator of batches.
 
     Each batch is a dict: ``frames`` uint8 ``[B, T, S, S, 3]``, ``masks`` bool
@@ -188,8 +208,10 @@ def sources_from_config(cfg: Any) -> dict[str, Any]:
 
     missing = [name for name, s in cfg.sources.items() if not s.path]
     if missing:
-        raise EtamError(f"no path for data source(s) {missing}: set "
-                        + ", ".join(f"--config.data.sources.{n}.path=DIR" for n in missing))
+        raise EtamError(
+            f"no path for data source(s) {missing}: set "
+            + ", ".join(f"--config.data.sources.{n}.path=DIR" for n in missing)
+        )
     return {name: open_source(s.path) for name, s in cfg.sources.items()}
 
 
@@ -197,17 +219,36 @@ def spec_from_config(cfg: Any) -> PipelineSpec:
     """`PipelineSpec` from the ``data`` ConfigDict of `experiments/configs/data_defaults.py`."""
     a = cfg.augment
     augment = AugmentSpec(
-        resolution=a.resolution, hflip_prob=a.hflip_prob, degrees=a.degrees, shear=a.shear,
-        affine_tries=a.affine_tries, fill=tuple(a.fill), clip_jitter=tuple(a.clip_jitter),
-        grayscale_prob=a.grayscale_prob, frame_jitter=tuple(a.frame_jitter))
+        resolution=a.resolution,
+        hflip_prob=a.hflip_prob,
+        degrees=a.degrees,
+        shear=a.shear,
+        affine_tries=a.affine_tries,
+        fill=tuple(a.fill),
+        clip_jitter=tuple(a.clip_jitter),
+        grayscale_prob=a.grayscale_prob,
+        frame_jitter=tuple(a.frame_jitter),
+    )
     # ConfigDict iterates its keys sorted: sources are matched by name, not order.
     sources = tuple(
-        SourceSpec(name=name, weight=s.weight, batch_size=s.batch_size,
-                   sampling=SamplingSpec(s.num_frames, s.max_objects, s.reverse_time_prob))
-        for name, s in cfg.sources.items())
+        SourceSpec(
+            name=name,
+            weight=s.weight,
+            batch_size=s.batch_size,
+            sampling=SamplingSpec(s.num_frames, s.max_objects, s.reverse_time_prob),
+        )
+        for name, s in cfg.sources.items()
+    )
     return PipelineSpec(
-        sources=sources, augment=augment, seed=cfg.seed, workers=cfg.workers,
-        worker_buffer=cfg.worker_buffer, read_threads=cfg.read_threads,
-        read_buffer=cfg.read_buffer, max_skipped_fraction=cfg.max_skipped_fraction,
-        skip_check_after=cfg.skip_check_after, mix_block=cfg.mix_block,
-        pack_masks=cfg.pack_masks)
+        sources=sources,
+        augment=augment,
+        seed=cfg.seed,
+        workers=cfg.workers,
+        worker_buffer=cfg.worker_buffer,
+        read_threads=cfg.read_threads,
+        read_buffer=cfg.read_buffer,
+        max_skipped_fraction=cfg.max_skipped_fraction,
+        skip_check_after=cfg.skip_check_after,
+        mix_block=cfg.mix_block,
+        pack_masks=cfg.pack_masks,
+    )

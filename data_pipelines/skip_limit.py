@@ -30,8 +30,7 @@ class SkipLimitIterDataset(grain.IterDataset):
         min_seen: do not judge the fraction before this many examples were drawn.
     """
 
-    def __init__(self, parent: grain.IterDataset, max_fraction: float = 0.01,
-                 min_seen: int = 200):
+    def __init__(self, parent: grain.IterDataset, max_fraction: float = 0.01, min_seen: int = 200):
         super().__init__(parent)
         self.max_fraction = float(max_fraction)
         self.min_seen = int(min_seen)
@@ -71,11 +70,15 @@ class SkipLimitIterator(grain.DatasetIterator):
             raise EtamError(
                 f"skipped {self.skipped} of {seen} examples ({self.skipped / seen:.1%}), more than "
                 f"the limit data.max_skipped_fraction={self.max_fraction}; recent bad files: "
-                f"{recent[:5] or 'see the warnings above'}")
+                f"{recent[:5] or 'see the warnings above'}"
+            )
 
     def get_state(self) -> dict[str, Any]:
-        return {"parent": self._parent.get_state(), "skipped": self.skipped,
-                "delivered": self.delivered}
+        return {
+            "parent": self._parent.get_state(),
+            "skipped": self.skipped,
+            "delivered": self.delivered,
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._parent.set_state(state["parent"])

@@ -57,8 +57,15 @@ class AugmentSpec:
     @classmethod
     def resize_only(cls, resolution: int) -> AugmentSpec:
         """No augmentation: only the square resize (evaluation, benchmarks)."""
-        return cls(resolution=resolution, hflip_prob=0.0, degrees=0.0, shear=0.0,
-                   clip_jitter=(0.0, 0.0, 0.0), grayscale_prob=0.0, frame_jitter=(0.0, 0.0, 0.0))
+        return cls(
+            resolution=resolution,
+            hflip_prob=0.0,
+            degrees=0.0,
+            shear=0.0,
+            clip_jitter=(0.0, 0.0, 0.0),
+            grayscale_prob=0.0,
+            frame_jitter=(0.0, 0.0, 0.0),
+        )
 
 
 def affine_about_center(angle: float, shear_x: float, height: int, width: int) -> np.ndarray:
@@ -73,8 +80,12 @@ def affine_about_center(angle: float, shear_x: float, height: int, width: int) -
         float64 ``[3, 3]`` homogeneous matrix, input -> output coordinates.
     """
     rot, sx = math.radians(angle), math.radians(shear_x)
-    rss = np.array([[math.cos(rot), -math.cos(rot) * math.tan(sx) - math.sin(rot)],
-                    [math.sin(rot), -math.sin(rot) * math.tan(sx) + math.cos(rot)]])
+    rss = np.array(
+        [
+            [math.cos(rot), -math.cos(rot) * math.tan(sx) - math.sin(rot)],
+            [math.sin(rot), -math.sin(rot) * math.tan(sx) + math.cos(rot)],
+        ]
+    )
     center = np.array([width / 2.0, height / 2.0])
     out = np.eye(3)
     out[:2, :2] = rss
@@ -82,8 +93,9 @@ def affine_about_center(angle: float, shear_x: float, height: int, width: int) -
     return out
 
 
-def geometry(height: int, width: int, resolution: int, flip: bool, angle: float,
-             shear_x: float) -> np.ndarray:
+def geometry(
+    height: int, width: int, resolution: int, flip: bool, angle: float, shear_x: float
+) -> np.ndarray:
     """Flip, then affine, then square resize: one input -> output matrix ``[3, 3]``."""
     flip_m = np.array([[-1.0, 0.0, width], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if flip else np.eye(3)
     resize_m = np.diag([resolution / width, resolution / height, 1.0])
@@ -102,8 +114,13 @@ def _cv2_inverse(forward: np.ndarray, src_scale: tuple[float, float] = (1.0, 1.0
     return (unshift @ scale @ np.linalg.inv(forward) @ shift)[:2]
 
 
-def warp_frame(frame: np.ndarray, forward: np.ndarray, resolution: int,
-               fill: tuple[int, int, int], out: np.ndarray) -> None:
+def warp_frame(
+    frame: np.ndarray,
+    forward: np.ndarray,
+    resolution: int,
+    fill: tuple[int, int, int],
+    out: np.ndarray,
+) -> None:
     """Bilinear warp of one uint8 ``[H, W, 3]`` frame into ``out`` uint8 ``[S, S, 4]`` (RGBA).
 
     Warped as RGBA: OpenCV's 4-channel bilinear path is about twice as fast
@@ -116,14 +133,20 @@ def warp_frame(frame: np.ndarray, forward: np.ndarray, resolution: int,
         small = (max(1, round(w / kx)), max(1, round(h / ky)))
         frame = cv2.resize(frame, small, interpolation=cv2.INTER_AREA)
         src_scale = (small[0] / w, small[1] / h)
-    cv2.warpAffine(cv2.cvtColor(frame, cv2.COLOR_RGB2RGBA), _cv2_inverse(forward, src_scale),
-                   (resolution, resolution), dst=out,
-                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                   borderValue=(*(float(v) for v in fill), 0.0))
+    cv2.warpAffine(
+        cv2.cvtColor(frame, cv2.COLOR_RGB2RGBA),
+        _cv2_inverse(forward, src_scale),
+        (resolution, resolution),
+        dst=out,
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(*(float(v) for v in fill), 0.0),
+    )
 
 
-def output_window(box: np.ndarray, forward: np.ndarray,
-                  resolution: int) -> tuple[int, int, int, int] | None:
+def output_window(
+    box: np.ndarray, forward: np.ndarray, resolution: int
+) -> tuple[int, int, int, int] | None:
     """Output pixels ``[x0, x1) x [y0, y1)`` that a source box ``(x, y, w, h)`` can reach (``None``: none)."""
     x, y, w, h = (float(v) for v in box)
     if w <= 0 or h <= 0:
@@ -135,8 +158,13 @@ def output_window(box: np.ndarray, forward: np.ndarray,
     return (int(x0), int(y0), int(x1), int(y1)) if x1 > x0 and y1 > y0 else None
 
 
-def warp_masks(masks: np.ndarray, forward: np.ndarray, resolution: int, out: np.ndarray,
-               boxes: np.ndarray | None = None) -> None:
+def warp_masks(
+    masks: np.ndarray,
+    forward: np.ndarray,
+    resolution: int,
+    out: np.ndarray,
+    boxes: np.ndarray | None = None,
+) -> None:
     """Nearest warp of bool ``[o, H, W]`` masks into ``out`` uint8 ``[>=o, S, S]`` (zeros outside).
 
     Args:
@@ -150,8 +178,15 @@ def warp_masks(masks: np.ndarray, forward: np.ndarray, resolution: int, out: np.
     for o in range(masks.shape[0]):
         src = np.ascontiguousarray(masks[o]).view(np.uint8)
         if boxes is None:
-            cv2.warpAffine(src, inverse, (resolution, resolution), dst=out[o], flags=flags,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            cv2.warpAffine(
+                src,
+                inverse,
+                (resolution, resolution),
+                dst=out[o],
+                flags=flags,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0,
+            )
             continue
         out[o] = 0
         window = output_window(boxes[o], forward, resolution)
@@ -160,12 +195,23 @@ def warp_masks(masks: np.ndarray, forward: np.ndarray, resolution: int, out: np.
         x0, y0, x1, y1 = window
         shifted = inverse.copy()  # output pixel (i, j) of the window is (x0 + i, y0 + j)
         shifted[:, 2] += inverse[:, 0] * x0 + inverse[:, 1] * y0
-        out[o, y0:y1, x0:x1] = cv2.warpAffine(src, shifted, (x1 - x0, y1 - y0), flags=flags,
-                                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        out[o, y0:y1, x0:x1] = cv2.warpAffine(
+            src,
+            shifted,
+            (x1 - x0, y1 - y0),
+            flags=flags,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
 
 
-def draw_geometry(masks0: np.ndarray, spec: AugmentSpec, rng: np.random.Generator,
-                  out0: np.ndarray, boxes0: np.ndarray | None = None) -> np.ndarray:
+def draw_geometry(
+    masks0: np.ndarray,
+    spec: AugmentSpec,
+    rng: np.random.Generator,
+    out0: np.ndarray,
+    boxes0: np.ndarray | None = None,
+) -> np.ndarray:
     """Draws flip and affine; warps the first frame's masks into ``out0``.
 
     As RandomAffine.__call__: an affine that leaves an object with no pixels on
@@ -196,9 +242,14 @@ def draw_geometry(masks0: np.ndarray, spec: AugmentSpec, rng: np.random.Generato
     return forward
 
 
-def augment_clip(frames: np.ndarray, masks: np.ndarray, spec: AugmentSpec,
-                 rng: np.random.Generator, num_objects: int | None = None,
-                 boxes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def augment_clip(
+    frames: np.ndarray,
+    masks: np.ndarray,
+    spec: AugmentSpec,
+    rng: np.random.Generator,
+    num_objects: int | None = None,
+    boxes: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Augments a clip with one draw of flip/affine/colour for all its frames.
 
     Args:
@@ -221,8 +272,9 @@ def augment_clip(frames: np.ndarray, masks: np.ndarray, spec: AugmentSpec,
     out_masks = (np.zeros if padded > o else np.empty)((t, padded, s, s), np.uint8)
     boxes = [None] * t if boxes is None else boxes
     forward = draw_geometry(masks[0], spec, rng, out_masks[0], boxes[0])
-    colours = color_jitter.draw_clip_colour(rng, t, spec.clip_jitter, spec.grayscale_prob,
-                                            spec.frame_jitter)
+    colours = color_jitter.draw_clip_colour(
+        rng, t, spec.clip_jitter, spec.grayscale_prob, spec.frame_jitter
+    )
     rgba = np.empty((s, s, 4), np.uint8)
     for i in range(t):
         warp_frame(frames[i], forward, s, spec.fill, rgba)

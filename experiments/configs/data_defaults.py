@@ -27,16 +27,38 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Keyed by name: give the pipeline {"sav": records, "sa1b": records}.
     cfg.sources.sav = source(weight=0.9, batch_size=1, num_frames=8, max_objects=3)
     cfg.sources.sa1b = source(weight=0.1, batch_size=1, num_frames=1, max_objects=64)
-    cfg.augment = ml_collections.ConfigDict(dict(
-        resolution=1024, hflip_prob=0.5, degrees=25.0, shear=20.0, affine_tries=1,
-        fill=(123, 116, 103), clip_jitter=(0.1, 0.03, 0.03), grayscale_prob=0.05,
-        frame_jitter=(0.1, 0.05, 0.05)))
+    cfg.augment = ml_collections.ConfigDict(
+        dict(
+            resolution=1024,
+            hflip_prob=0.5,
+            degrees=25.0,
+            shear=20.0,
+            affine_tries=1,
+            fill=(123, 116, 103),
+            clip_jitter=(0.1, 0.03, 0.03),
+            grayscale_prob=0.05,
+            frame_jitter=(0.1, 0.05, 0.05),
+        )
+    )
     return cfg
 
 
-def source(weight: float, batch_size: int, num_frames: int, max_objects: int,
-           path: str = "", reverse_time_prob: float = 0.0) -> ml_collections.ConfigDict:
+def source(
+    weight: float,
+    batch_size: int,
+    num_frames: int,
+    max_objects: int,
+    path: str = "",
+    reverse_time_prob: float = 0.0,
+) -> ml_collections.ConfigDict:
     """One source entry: mixing weight, per-process batch size, clip shape, data path."""
-    return ml_collections.ConfigDict(dict(
-        path=path, weight=weight, batch_size=batch_size, num_frames=num_frames,
-        max_objects=max_objects, reverse_time_prob=reverse_time_prob))
+    return ml_collections.ConfigDict(
+        dict(
+            path=path,
+            weight=weight,
+            batch_size=batch_size,
+            num_frames=num_frames,
+            max_objects=max_objects,
+            reverse_time_prob=reverse_time_prob,
+        )
+    )

@@ -8,9 +8,27 @@ from etam_jax.bench.command import main as bench_command
 
 def test_bench_data_writes_json_and_table(tmp_path, capsys):
     out = tmp_path / "data.json"
-    rc = bench_command(["data", "--workers", "0", "--frame-size", "48x64", "--record-frames", "3",
-                        "--num-frames", "2", "--resolution", "32", "--examples", "4",
-                        "--records", "2", "--out", str(out)])
+    rc = bench_command(
+        [
+            "data",
+            "--workers",
+            "0",
+            "--frame-size",
+            "48x64",
+            "--record-frames",
+            "3",
+            "--num-frames",
+            "2",
+            "--resolution",
+            "32",
+            "--examples",
+            "4",
+            "--records",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     report = json.loads(out.read_text())
     modes = [(r["mode"], r["workers"]) for r in report["results"]]
@@ -28,4 +46,7 @@ def test_scene_record_is_decodable():
     rec = bench.scene_record(3, 40, 56, 2, 3)
     check_record(rec)
     d = decode_record(rec)
-    assert d["frames"].shape == (2, 40, 56, 3) and d["masks"].shape[:2] == (2, len(rec["object_ids"]))
+    assert d["frames"].shape == (2, 40, 56, 3) and d["masks"].shape[:2] == (
+        2,
+        len(rec["object_ids"]),
+    )

@@ -55,10 +55,14 @@ def test_object_cap_and_reverse():
 def test_bad_records_are_skipped():
     frames, masks = drawn_clip(4, num_frames=3, num_objects=1)
     with pytest.raises(SkippedExample, match="clip needs 8"):
-        sample_clip(record_from_arrays(frames, masks, "short"), SamplingSpec(8, 3),
-                    np.random.default_rng(0))
+        sample_clip(
+            record_from_arrays(frames, masks, "short"), SamplingSpec(8, 3), np.random.default_rng(0)
+        )
     masks[:] = False
     masks[-1, 0, :3, :3] = True  # visible only on the last frame: no 2-frame clip starts there
     with pytest.raises(SkippedExample, match="visible object"):
-        sample_clip(record_from_arrays(frames, masks, "hidden"), SamplingSpec(2, 3),
-                    np.random.default_rng(0))
+        sample_clip(
+            record_from_arrays(frames, masks, "hidden"),
+            SamplingSpec(2, 3),
+            np.random.default_rng(0),
+        )

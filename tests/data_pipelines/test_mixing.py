@@ -34,13 +34,23 @@ def test_selection_uses_every_source_batch_once_in_order():
 def test_mixed_pipeline_proportions():
     """SA-V + 10% SA-1B through the real pipeline: batch kinds by shape, binomial tolerance."""
     spec = PipelineSpec(
-        sources=(SourceSpec("sav", 0.9, 1, SamplingSpec(2, 1)),
-                 SourceSpec("sa1b", 0.1, 2, SamplingSpec(1, 2))),
-        augment=AugmentSpec.resize_only(16), seed=3, mix_block=1000)
+        sources=(
+            SourceSpec("sav", 0.9, 1, SamplingSpec(2, 1)),
+            SourceSpec("sa1b", 0.1, 2, SamplingSpec(1, 2)),
+        ),
+        augment=AugmentSpec.resize_only(16),
+        seed=3,
+        mix_block=1000,
+    )
     # x40: Grain's index_shuffle costs ~20 ms per index on a 3-element dataset, not on 120.
-    ds = mixed_batches([drawn_records(3, 2, 1, height=24, width=24) * 40,
-                        drawn_records(3, 1, 2, "sa1b", height=24, width=24) * 40], spec,
-                       grain.sharding.NoSharding())
+    ds = mixed_batches(
+        [
+            drawn_records(3, 2, 1, height=24, width=24) * 40,
+            drawn_records(3, 1, 2, "sa1b", height=24, width=24) * 40,
+        ],
+        spec,
+        grain.sharding.NoSharding(),
+    )
     n = 300
     kinds = [ds[i]["frames"].shape[:2] for i in range(n)]
     assert set(kinds) == {(1, 2), (2, 1)}  # every batch whole from one source

@@ -32,13 +32,20 @@ def run_process(process_id: int, port: int, out: str) -> None:
 
     videos = drawn_records(NUM_RECORDS, 2, 1, height=24, width=24)
     images = drawn_records(4, 1, 2, "sa1b", height=24, width=24)
-    spec = PipelineSpec(sources=(SourceSpec("sav", 0.7, 2, SamplingSpec(2, 1)),
-                                 SourceSpec("sa1b", 0.3, 2, SamplingSpec(1, 2))),
-                        augment=AugmentSpec.resize_only(16), seed=1, mix_block=20)
+    spec = PipelineSpec(
+        sources=(
+            SourceSpec("sav", 0.7, 2, SamplingSpec(2, 1)),
+            SourceSpec("sa1b", 0.3, 2, SamplingSpec(1, 2)),
+        ),
+        augment=AugmentSpec.resize_only(16),
+        seed=1,
+        mix_block=20,
+    )
     shard = grain.sharding.ShardByJaxProcess()
     # One epoch of this shard, one example per batch: every record of the shard once.
-    one = source_batches(videos, SourceSpec("sav", 1.0, 1, SamplingSpec(2, 1)), spec.augment, 0,
-                         shard)
+    one = source_batches(
+        videos, SourceSpec("sav", 1.0, 1, SamplingSpec(2, 1)), spec.augment, 0, shard
+    )
     size = len(range(shard.shard_index, NUM_RECORDS, shard.shard_count))
     ids = sorted(int(one[i]["object_ids"][0, 0]) // 100 for i in range(size))
     # Repeated lists: Grain's index_shuffle is slow (~20 ms/index) on a few elements only.
@@ -49,10 +56,18 @@ def run_process(process_id: int, port: int, out: str) -> None:
     glob = to_global_batch(local, mesh)
     shards = sorted(glob["frames"].addressable_shards, key=lambda s: s.index[0].start)
     mine = np.concatenate([np.asarray(s.data) for s in shards])
-    Path(out).write_text(json.dumps({
-        "shard": [shard.shard_index, shard.shard_count], "ids": ids, "kinds": kinds,
-        "global": list(glob["masks"].shape), "local": list(local["masks"].shape),
-        "local_rows_match": bool(np.array_equal(mine, local["frames"]))}))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "shard": [shard.shard_index, shard.shard_count],
+                "ids": ids,
+                "kinds": kinds,
+                "global": list(glob["masks"].shape),
+                "local": list(local["masks"].shape),
+                "local_rows_match": bool(np.array_equal(mine, local["frames"])),
+            }
+        )
+    )
     jax.distributed.shutdown()
 
 
@@ -64,12 +79,25 @@ def free_port() -> int:
 
 def test_two_processes(tmp_path):
     port = free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"
+    )
     outs = [tmp_path / f"p{i}.json" for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.data_pipelines.test_multiprocess",
-                               str(i), str(port), str(outs[i])], cwd=ROOT, env=env)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.data_pipelines.test_multiprocess",
+                str(i),
+                str(port),
+                str(outs[i]),
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        for i in range(2)
+    ]
     for p in procs:
         assert p.wait(timeout=240) == 0
     r0, r1 = (json.loads(o.read_text()) for o in outs)

@@ -15,8 +15,11 @@ NO_SHARD = grain.sharding.NoSharding()
 
 
 def video_spec(**kw) -> PipelineSpec:
-    base = dict(sources=(SourceSpec("sav", 1.0, 3, SamplingSpec(3, 4)),),
-                augment=AugmentSpec(resolution=32), seed=7)
+    base = dict(
+        sources=(SourceSpec("sav", 1.0, 3, SamplingSpec(3, 4)),),
+        augment=AugmentSpec(resolution=32),
+        seed=7,
+    )
     return PipelineSpec(**{**base, **kw})
 
 
@@ -25,9 +28,13 @@ def test_batch_shapes_and_padding():
     batch = next(iter(training_batches([records], video_spec(), NO_SHARD)))
     shapes = {k: (v.shape, v.dtype.name) for k, v in batch.items()}
     assert shapes == {
-        "frames": ((3, 3, 32, 32, 3), "uint8"), "masks": ((3, 3, 4, 32, 32), "bool"),
-        "obj_valid": ((3, 4), "bool"), "frame_valid": ((3, 3), "bool"),
-        "object_ids": ((3, 4), "int32"), "frame_indices": ((3, 3), "int32")}
+        "frames": ((3, 3, 32, 32, 3), "uint8"),
+        "masks": ((3, 3, 4, 32, 32), "bool"),
+        "obj_valid": ((3, 4), "bool"),
+        "frame_valid": ((3, 3), "bool"),
+        "object_ids": ((3, 4), "int32"),
+        "frame_indices": ((3, 3), "int32"),
+    }
     assert not batch["obj_valid"][:, 2:].any() and not batch["masks"][:, :, 2:].any()
     assert batch["obj_valid"][:, 0].all() and batch["frame_valid"].all()
     assert (batch["object_ids"][:, 2:] == -1).all()
@@ -61,8 +68,11 @@ def test_skips_are_counted_and_stop_the_run():
     records[5] = error_record(id="x", source="sav", file="/data/broken.mp4", reason="truncated mp4")
     with pytest.raises(SkippedExample, match="broken.mp4: truncated mp4"):
         sample_clip(records[5], SamplingSpec(2, 1), np.random.default_rng(0))
-    spec = video_spec(sources=(SourceSpec("sav", 1.0, 4, SamplingSpec(2, 1)),),
-                      max_skipped_fraction=0.5, skip_check_after=1)
+    spec = video_spec(
+        sources=(SourceSpec("sav", 1.0, 4, SamplingSpec(2, 1)),),
+        max_skipped_fraction=0.5,
+        skip_check_after=1,
+    )
     it = iter(training_batches([records], spec, NO_SHARD))
     for _ in range(30):
         batch = next(it)
@@ -79,12 +89,13 @@ def test_skips_are_counted_and_stop_the_run():
 
 
 def test_spec_from_default_config():
-    from experiments.configs import data_defaults
     from data_pipelines.pipeline import records_per_spec, sources_from_config, spec_from_config
+    from experiments.configs import data_defaults
 
     spec = spec_from_config(data_defaults.get_config())
-    assert sorted((s.name, s.weight, s.sampling.num_frames, s.sampling.max_objects)
-                  for s in spec.sources) == [("sa1b", 0.1, 1, 64), ("sav", 0.9, 8, 3)]
+    assert sorted(
+        (s.name, s.weight, s.sampling.num_frames, s.sampling.max_objects) for s in spec.sources
+    ) == [("sa1b", 0.1, 1, 64), ("sav", 0.9, 8, 3)]
     assert spec.augment == AugmentSpec()  # the config's augmentations are SAM 2's defaults
     assert spec.max_skipped_fraction == 0.01
     videos, images = drawn_records(1, 1, 1), drawn_records(1, 1, 1, "sa1b")

@@ -26,10 +26,17 @@ def pipeline(workers: int):
     videos = drawn_records(4, 3, 2, height=32, width=40) * 25
     videos[7] = truncated(videos[7])  # skip counters are part of the state too
     images = drawn_records(3, 1, 3, "sa1b", height=40, width=32) * 40
-    spec = PipelineSpec(sources=(SourceSpec("sav", 0.6, 2, SamplingSpec(2, 2)),
-                                 SourceSpec("sa1b", 0.4, 3, SamplingSpec(1, 3))),
-                        augment=AugmentSpec(resolution=24), seed=11, workers=workers,
-                        mix_block=10, skip_check_after=10**6)
+    spec = PipelineSpec(
+        sources=(
+            SourceSpec("sav", 0.6, 2, SamplingSpec(2, 2)),
+            SourceSpec("sa1b", 0.4, 3, SamplingSpec(1, 3)),
+        ),
+        augment=AugmentSpec(resolution=24),
+        seed=11,
+        workers=workers,
+        mix_block=10,
+        skip_check_after=10**6,
+    )
     return training_batches([videos, images], spec, grain.sharding.NoSharding())
 
 
@@ -65,8 +72,12 @@ def run_process(mode: str, folder: str) -> None:
 
 def test_restore_in_a_new_process(tmp_path):
     for mode in ("save", "restore"):
-        subprocess.run([sys.executable, "-m", "tests.data_pipelines.test_resume", mode,
-                        str(tmp_path)], cwd=ROOT, check=True, timeout=240)
+        subprocess.run(
+            [sys.executable, "-m", "tests.data_pipelines.test_resume", mode, str(tmp_path)],
+            cwd=ROOT,
+            check=True,
+            timeout=240,
+        )
     uninterrupted = json.loads((tmp_path / "save.json").read_text())
     restored = json.loads((tmp_path / "restore.json").read_text())
     assert restored == uninterrupted

@@ -8,8 +8,6 @@ from data_pipelines import color_jitter
 from data_pipelines.transforms import AugmentSpec, augment_clip, geometry, warp_frame, warp_masks
 from tests.data_pipelines.drawn_records import COLOURS, disc, drawn_clip
 
-NO_COLOUR = dict(clip_jitter=(0.0, 0.0, 0.0), grayscale_prob=0.0, frame_jitter=(0.0, 0.0, 0.0))
-
 
 def erode(mask: np.ndarray, r: int = 2) -> np.ndarray:
     """bool [H, W] minus every pixel within r (chessboard) of the outside."""
@@ -17,7 +15,7 @@ def erode(mask: np.ndarray, r: int = 2) -> np.ndarray:
     padded = np.pad(mask, r, constant_values=False)
     for dy in range(-r, r + 1):
         for dx in range(-r, r + 1):
-            out &= padded[r + dy:r + dy + mask.shape[0], r + dx:r + dx + mask.shape[1]]
+            out &= padded[r + dy : r + dy + mask.shape[0], r + dx : r + dx + mask.shape[1]]
     return out
 
 
@@ -76,10 +74,12 @@ def test_warps_match_pillow_transform():
     warp_frame(frames[0], fwd, 100, (0, 0, 0), out_f)
     out_f = out_f[..., :3]
     warp_masks(masks[0], fwd, 100, out_m)
-    ref_m = np.asarray(Image.fromarray(masks[0, 0]).transform((100, 100), Image.AFFINE, inv,
-                                                               Image.NEAREST))
-    ref_f = np.asarray(Image.fromarray(frames[0]).transform((100, 100), Image.AFFINE, inv,
-                                                            Image.BILINEAR))
+    ref_m = np.asarray(
+        Image.fromarray(masks[0, 0]).transform((100, 100), Image.AFFINE, inv, Image.NEAREST)
+    )
+    ref_f = np.asarray(
+        Image.fromarray(frames[0]).transform((100, 100), Image.AFFINE, inv, Image.BILINEAR)
+    )
     assert (out_m[0].astype(bool) == ref_m).mean() > 0.995
     assert np.abs(out_f.astype(int) - ref_f.astype(int)).mean() < 2.0
 
@@ -89,7 +89,9 @@ def test_clip_gets_one_draw():
     frames, masks = drawn_clip(5, num_frames=1, num_objects=2)
     frames, masks = np.repeat(frames, 4, 0), np.repeat(masks, 4, 0)
     for seed in range(4):
-        _, out_m = augment_clip(frames, masks, AugmentSpec(resolution=64), np.random.default_rng(seed))
+        _, out_m = augment_clip(
+            frames, masks, AugmentSpec(resolution=64), np.random.default_rng(seed)
+        )
         assert (out_m == out_m[:1]).all()
         spec = AugmentSpec(resolution=64, frame_jitter=(0.0, 0.0, 0.0), grayscale_prob=0.5)
         out_f, _ = augment_clip(frames, masks, spec, np.random.default_rng(seed))
@@ -109,8 +111,9 @@ def test_seeded():
 
 def test_padding_and_resize_only():
     frames, masks = drawn_clip(2, num_frames=2, num_objects=2, height=64, width=64)
-    out_f, out_m = augment_clip(frames, masks, AugmentSpec.resize_only(64),
-                                np.random.default_rng(0), num_objects=5)
+    out_f, out_m = augment_clip(
+        frames, masks, AugmentSpec.resize_only(64), np.random.default_rng(0), num_objects=5
+    )
     assert out_f.shape == (2, 64, 64, 3) and out_m.shape == (2, 5, 64, 64)
     np.testing.assert_array_equal(out_f, frames)  # identity geometry, no colour ops
     np.testing.assert_array_equal(out_m[:, :2], masks)
@@ -122,8 +125,11 @@ def pillow_ops(img: Image.Image, ops) -> np.ndarray:
         if kind == "grayscale":
             img = img.convert("L").convert("RGB")
         else:
-            enhancer = {"brightness": ImageEnhance.Brightness, "contrast": ImageEnhance.Contrast,
-                        "saturation": ImageEnhance.Color}[kind]
+            enhancer = {
+                "brightness": ImageEnhance.Brightness,
+                "contrast": ImageEnhance.Contrast,
+                "saturation": ImageEnhance.Color,
+            }[kind]
             img = enhancer(img).enhance(f)
     return np.asarray(img).astype(int)
 
@@ -135,11 +141,16 @@ def test_colour_matrix_equals_pillow_chain(gray):
     frame = rng.integers(70, 180, (32, 40, 3)).astype(np.uint8)
     for _ in range(5):
         ops = color_jitter.draw_jitter(rng, (0.1, 0.05, 0.05))
-        ops = ops + ([("grayscale", 1.0)] if gray else []) + color_jitter.draw_jitter(rng, (0.1, 0.1, 0.1))
+        ops = (
+            ops
+            + ([("grayscale", 1.0)] if gray else [])
+            + color_jitter.draw_jitter(rng, (0.1, 0.1, 0.1))
+        )
         ours = color_jitter.apply_colour(frame.copy(), ops).astype(int)
         rgba = np.concatenate([frame, np.full(frame.shape[:2] + (1,), 77, np.uint8)], -1)
-        np.testing.assert_array_equal(color_jitter.apply_colour(rgba, ops, np.empty_like(frame)),
-                                      ours)  # alpha is ignored
+        np.testing.assert_array_equal(
+            color_jitter.apply_colour(rgba, ops, np.empty_like(frame)), ours
+        )  # alpha is ignored
         # Pillow truncates to uint8 after every step (Blend.c), we round once: <= 1 level per step.
         assert np.abs(ours - pillow_ops(Image.fromarray(frame), ops)).max() <= len(ops) + 1
 

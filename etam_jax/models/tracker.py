@@ -124,11 +124,12 @@ def _prompt(
     frame_idx,
     num_frames,
     reverse,
-    points,
-    mask,
-    prev_logits,
-    is_init_cond,
-):
+    *,
+    points=None,
+    mask=None,
+    prev_logits=None,
+    is_init_cond: bool = True,
+) -> SamOutputs:
     """``track_step(run_mem_encoder=False)`` with point or mask inputs."""
     batch = bank.cond_valid.shape[0]
     if mask is not None:  # use_mask_input_as_output_without_sam: no memory at all
@@ -218,7 +219,7 @@ class Tracker:
         self.ptr_dim = model.no_obj_ptr.shape[-1]
         merge = self._merged
         self.encode_frame = jax.jit(merge(_encode_frame))
-        self.prompt = jax.jit(merge(_prompt_kw), static_argnames=("is_init_cond",))
+        self.prompt = jax.jit(merge(_prompt), static_argnames=("is_init_cond",))
         self.commit = jax.jit(
             functools.partial(merge(_commit), binarize=binarize_clicked)
         )
@@ -252,30 +253,3 @@ class Tracker:
 def _encode_frame(model: EfficientTAM, image: jax.Array) -> FrameFeatures:
     out = model.forward_image(image)
     return FrameFeatures(out["vision_features"], out["vision_pos_enc"])
-
-
-def _prompt_kw(
-    model,
-    bank,
-    frame,
-    frame_idx,
-    num_frames,
-    reverse,
-    *,
-    points=None,
-    mask=None,
-    prev_logits=None,
-    is_init_cond: bool = True,
-) -> SamOutputs:
-    return _prompt(
-        model,
-        bank,
-        frame,
-        frame_idx,
-        num_frames,
-        reverse,
-        points,
-        mask,
-        prev_logits,
-        is_init_cond,
-    )

@@ -31,7 +31,9 @@ def partition_specs_json(model_name: str) -> dict[str, list]:
     from etam_jax.training import sharding
 
     mesh = sharding.make_mesh(MESH_SHAPE)
-    _, _, shardings = sharding.abstract_model_and_shardings(lambda: build_model(model_name), mesh)
+    _, _, shardings = sharding.abstract_model_and_shardings(
+        lambda: build_model(model_name), mesh
+    )
     return {
         ".".join(map(str, path)): sharding.spec_to_json(var.get_value().spec)
         for path, var in nnx.to_flat_state(shardings)
@@ -44,7 +46,9 @@ def main() -> None:
         path = GOLDEN_DIR / f"partition_specs_{name}.json"
         specs = partition_specs_json(name)
         lines = [f"  {json.dumps(k)}: {json.dumps(specs[k])}" for k in sorted(specs)]
-        path.write_text("{\n" + ",\n".join(lines) + "\n}\n")  # one variable per line: readable diffs
+        path.write_text(
+            "{\n" + ",\n".join(lines) + "\n}\n"
+        )  # one variable per line: readable diffs
         print(f"wrote {path}")
 
 

@@ -47,7 +47,9 @@ RULES: tuple[tuple[str, MeshAxes], ...] = (
 )
 
 
-def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None) -> Mesh:
+def make_mesh(
+    shape: Sequence[int], devices: Sequence[jax.Device] | None = None
+) -> Mesh:
     """A (data, fsdp, tensor) mesh with Auto axis types.
 
     Auto is passed explicitly: jax 0.10's ``make_mesh`` defaults to Explicit,
@@ -60,7 +62,9 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
     shape = tuple(int(s) for s in shape)
     devices = list(jax.devices() if devices is None else devices)
     if len(shape) != len(MESH_AXES) or min(shape, default=0) < 1:
-        raise EtamError(f"mesh shape must be 3 positive sizes {MESH_AXES}, found {shape}")
+        raise EtamError(
+            f"mesh shape must be 3 positive sizes {MESH_AXES}, found {shape}"
+        )
     if math.prod(shape) != len(devices):
         raise EtamError(
             f"mesh shape {dict(zip(MESH_AXES, shape))} needs {math.prod(shape)} devices, "
@@ -73,7 +77,9 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
 def _rule_table(rules: Sequence[tuple[str, MeshAxes]]) -> dict[str, tuple[str, ...]]:
     table = {}
     for name, axes in rules:
-        table[name] = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+        table[name] = (
+            () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+        )
     return table
 
 
@@ -100,11 +106,13 @@ def logical_spec(
             spec.append(None)
             continue
         if name not in table:
-            raise EtamError(f"logical axis {name!r} has no entry in the sharding rules {sorted(table)}")
+            raise EtamError(
+                f"logical axis {name!r} has no entry in the sharding rules {sorted(table)}"
+            )
         axes = tuple(a for a in table[name] if a not in used)
-        if axes and shape is not None and mesh is not None:
-            if shape[dim] % math.prod(mesh.shape[a] for a in axes):
-                axes = ()  # uneven: replicate this dimension
+        sized = axes and shape is not None and mesh is not None
+        if sized and shape[dim] % math.prod(mesh.shape[a] for a in axes):
+            axes = ()  # uneven: replicate this dimension
         used.update(axes)
         spec.append(None if not axes else axes[0] if len(axes) == 1 else axes)
     return PartitionSpec(*spec)
@@ -120,8 +128,12 @@ def constrain(x: jax.Array, *names: str | None) -> jax.Array:
     if mesh.empty:
         return x
     if len(names) != x.ndim:
-        raise EtamError(f"constrain: {len(names)} logical names {names} for an array of shape {x.shape}")
-    return jax.lax.with_sharding_constraint(x, logical_spec(*names, shape=x.shape, mesh=mesh))
+        raise EtamError(
+            f"constrain: {len(names)} logical names {names} for an array of shape {x.shape}"
+        )
+    return jax.lax.with_sharding_constraint(
+        x, logical_spec(*names, shape=x.shape, mesh=mesh)
+    )
 
 
 def _variable_spec(variable: nnx.Variable, mesh: Mesh, rules) -> PartitionSpec:
@@ -130,17 +142,27 @@ def _variable_spec(variable: nnx.Variable, mesh: Mesh, rules) -> PartitionSpec:
     if not names:
         return PartitionSpec()
     if len(names) != len(shape):
-        raise EtamError(f"logical names {names} do not match a parameter of shape {shape}")
+        raise EtamError(
+            f"logical names {names} do not match a parameter of shape {shape}"
+        )
     return logical_spec(*names, shape=shape, mesh=mesh, rules=rules)
 
 
-def state_partition_specs(state: nnx.State, mesh: Mesh, rules=RULES) -> nnx.State:
-    """A PartitionSpec per variable of an (abstract) state, from its logical names."""
-    return jax.tree.map(
-        lambda v: v.replace(_variable_spec(v, mesh, rules)),
-        state,
-        is_leaf=lambda x: isinstance(x, nnx.Variable),
-    )
+def tree_shardings(tree, mesh: Mesh, rules=RULES):
+    """A NamedSharding per leaf of ``tree``: each ``nnx.Variable`` by its
+    logical names, any other array replicated.
+
+    Works for parameter states and for optax states built from them (Adam's
+    ``mu``/``nu`` keep the Variables, so they shard like their parameters;
+    step counts are replicated).
+    """
+
+    def leaf(x):
+        if isinstance(x, nnx.Variable):
+            return x.replace(NamedSharding(mesh, _variable_spec(x, mesh, rules)))
+        return NamedSharding(mesh, PartitionSpec())
+
+    return jax.tree.map(leaf, tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 def abstract_model_and_shardings(
@@ -155,10 +177,11 @@ def abstract_model_and_shardings(
     with nnx.use_eager_sharding(False):
         abstract = nnx.eval_shape(build_fn)
     graphdef, abs_state = nnx.split(abstract)
-    specs = state_partition_specs(abs_state, mesh, rules)
-    shardings = jax.tree.map(lambda p: NamedSharding(mesh, p), specs)
+    shardings = tree_shardings(abs_state, mesh, rules)
     abs_state = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abs_state, shardings
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        abs_state,
+        shardings,
     )
     return graphdef, abs_state, shardings
 
@@ -193,7 +216,9 @@ def spec_to_json(spec: PartitionSpec) -> list:
     return [list(p) if isinstance(p, tuple) else p for p in spec]
 
 
-def shard_shape(shape: Sequence[int], spec: PartitionSpec, mesh: Mesh) -> tuple[int, ...]:
+def shard_shape(
+    shape: Sequence[int], spec: PartitionSpec, mesh: Mesh
+) -> tuple[int, ...]:
     """The per-device shape of an array of ``shape`` laid out by ``spec`` on ``mesh``."""
     out = list(shape)
     for dim, axes in enumerate(spec):

@@ -169,9 +169,7 @@ def multistep_losses(
     return weighted_total(components, cfg.weights), components
 
 
-def weighted_total(
-    components: Mapping[str, Array], weights: Mapping[str, float]
-) -> Array:
+def weighted_total(components: Mapping[str, Array], weights: Mapping[str, float]) -> Array:
     """Sum of ``weights[k] * components[k]`` over the weight keys (zero weights skipped).
 
     Raises:
@@ -181,8 +179,7 @@ def weighted_total(
     for key, w in weights.items():
         if key not in components:
             raise EtamError(
-                f"config loss.weights.{key}: no such loss; expected one of "
-                f"{sorted(components)}"
+                f"config loss.weights.{key}: no such loss; expected one of {sorted(components)}"
             )
         if w != 0:
             total = total + w * components[key]

@@ -35,9 +35,7 @@ def reference(logits, ious, obj, targets, valid, num_objects, cfg):
     """Loop over every prediction row; returns (total, components) in float64."""
     logits, ious, obj = (np.asarray(a, np.float64) for a in (logits, ious, obj))
     lead, m = logits.shape[:-3], logits.shape[-3]
-    targets = np.broadcast_to(
-        np.asarray(targets, np.float64), (*lead, *logits.shape[-2:])
-    )
+    targets = np.broadcast_to(np.asarray(targets, np.float64), (*lead, *logits.shape[-2:]))
     valid = np.broadcast_to(valid, lead)
     sums = dict.fromkeys(losses.LOSS_KEYS, 0.0)
     for idx in np.ndindex(*lead):
@@ -45,14 +43,8 @@ def reference(logits, ious, obj, targets, valid, num_objects, cfg):
             continue
         t = targets[idx]
         present = float(t.any())
-        per = np.array(
-            [_one_mask(logits[idx][k], t, ious[idx][k], cfg) for k in range(m)]
-        )
-        best = int(
-            np.argmin(
-                cfg.weights.loss_mask * per[:, 0] + cfg.weights.loss_dice * per[:, 1]
-            )
-        )
+        per = np.array([_one_mask(logits[idx][k], t, ious[idx][k], cfg) for k in range(m)])
+        best = int(np.argmin(cfg.weights.loss_mask * per[:, 0] + cfg.weights.loss_dice * per[:, 1]))
         iou = per[:, 2].mean() if (m > 1 and cfg.supervise_all_iou) else per[best, 2]
         sums["loss_mask"] += present * per[best, 0]
         sums["loss_dice"] += present * per[best, 1]
@@ -80,9 +72,7 @@ def _inputs(seed, lead, m, size=16):
     targets &= (rng.uniform(size=lead) > 0.33)[..., None, None]
     # Some predictions copy the target (IoU 1, confident) so good masks appear too.
     good = rng.uniform(size=(*lead, m)) < 0.2
-    logits = np.where(
-        good[..., None, None], np.where(targets[..., None, :, :], 4.0, -4.0), logits
-    )
+    logits = np.where(good[..., None, None], np.where(targets[..., None, :, :], 4.0, -4.0), logits)
     return logits, ious, obj, targets, rng
 
 
@@ -90,9 +80,7 @@ def _check(got, want):
     total, comps = got
     want_total, want_comps = want
     for k in losses.LOSS_KEYS:
-        np.testing.assert_allclose(
-            float(comps[k]), want_comps[k], rtol=2e-5, atol=1e-6, err_msg=k
-        )
+        np.testing.assert_allclose(float(comps[k]), want_comps[k], rtol=2e-5, atol=1e-6, err_msg=k)
     np.testing.assert_allclose(float(total), want_total, rtol=2e-5, atol=1e-6)
 
 
@@ -102,20 +90,10 @@ def test_matches_numpy_with_padding_and_absent_objects(m):
     logits, ious, obj, targets, rng = _inputs(0, lead, m)
     obj_valid = np.array([[True, True, False], [True, False, False]])  # padded objects
     frame_valid = np.array([[True, True, True], [True, True, False]])  # a padded frame
-    step_valid = np.array([True, True, False])[:, None] | (
-        rng.uniform(size=(3, 2)) < 0.5
-    )
-    valid = (
-        obj_valid[:, None, None]
-        & frame_valid[:, :, None, None]
-        & step_valid[None, :, :, None]
-    )
-    got = jax.jit(losses.multistep_losses)(
-        logits, ious, obj, targets, valid, obj_valid.sum()
-    )
-    want = reference(
-        logits, ious, obj, targets, valid, obj_valid.sum(), losses.default_config()
-    )
+    step_valid = np.array([True, True, False])[:, None] | (rng.uniform(size=(3, 2)) < 0.5)
+    valid = obj_valid[:, None, None] & frame_valid[:, :, None, None] & step_valid[None, :, :, None]
+    got = jax.jit(losses.multistep_losses)(logits, ious, obj, targets, valid, obj_valid.sum())
+    want = reference(logits, ious, obj, targets, valid, obj_valid.sum(), losses.default_config())
     _check(got, want)
     assert want[1]["loss_mask"] > 0 and want[1]["loss_class"] > 0
 

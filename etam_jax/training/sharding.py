@@ -5,18 +5,27 @@ logically (``etam_jax/models/layers.py``: ``embed``, ``mlp``, ``heads``, ...);
 ``RULES`` maps each logical name to mesh axes, as MaxText's
 ``logical_axis_rules`` and big_vision's ``logical_partitioning`` do.
 
-A dimension whose size does not divide the product of its mesh axes is
-replicated instead (e.g. the object-score head's 1-wide output over
-``fsdp``): ``jax.jit`` rejects uneven shardings, and Flax's own rule
-application (``nnx.get_partition_spec``) does not check sizes, so specs are
-computed here from the abstract state rather than by
-``nnx.get_abstract_model``.
+Specs are computed here (``logical_spec``) rather than by Flax's rule
+application (``nnx.get_partition_spec`` / ``nnx.get_abstract_model`` /
+eager sharding), which maps names blindly. Two cases need more:
+
+- a dimension whose size does not divide its mesh axes is replicated (the
+  object-score head's 1-wide output over ``fsdp``; ``jax.jit`` rejects
+  uneven shardings);
+- a mesh axis is used at most once per array (the hidden layers of the SAM
+  heads' MLPs are ``("mlp", "mlp")``; Flax yields ``P("tensor", "tensor")``,
+  a ``DuplicateSpecError``).
+
+So build models with eager sharding off and place them with
+``sharded_init`` (or ``abstract_model_and_shardings`` + ``jax.jit``), not
+eagerly inside ``mesh_context``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -72,6 +81,14 @@ def make_mesh(
         )
     axis_types = (AxisType.Auto,) * len(MESH_AXES)
     return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devices)
+
+
+@contextlib.contextmanager
+def mesh_context(mesh: Mesh, rules=RULES) -> Iterator[Mesh]:
+    """``jax.set_mesh(mesh)`` plus ``nnx.logical_axis_rules(rules)``: the
+    context a train step runs in (``constrain`` reads the mesh from it)."""
+    with jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
+        yield mesh
 
 
 def _rule_table(rules: Sequence[tuple[str, MeshAxes]]) -> dict[str, tuple[str, ...]]:

@@ -78,6 +78,25 @@ def test_logical_spec_rules_and_uneven_fallback():
         sharding.logical_spec("channels")
 
 
+def test_constrain_activations_by_logical_names():
+    x = np.zeros((8, 6, 4), np.float32)
+    assert sharding.constrain(x, "batch", None, "embed") is x  # no mesh: a no-op
+    mesh = sharding.make_mesh((2, 2, 2))
+    with sharding.mesh_context(mesh):
+        out = jax.jit(lambda a: sharding.constrain(a * 2, "batch", None, "mlp"))(x)
+        uneven = jax.jit(lambda a: sharding.constrain(a * 2, "batch", "mlp", None))(
+            x[:6, :3]
+        )
+        with pytest.raises(EtamError, match="2 logical names"):
+            sharding.constrain(x, "batch", None)
+    assert out.sharding.spec == P(("data", "fsdp"), None, "tensor")
+    assert {s.data.shape for s in out.addressable_shards} == {(2, 6, 2)}
+    assert uneven.sharding.spec in (
+        P(),
+        P(None, None, None),
+    )  # 6 % 4 and 3 % 2: replicated
+
+
 def test_uneven_parameter_is_replicated_and_placed():
     mesh = sharding.make_mesh((1, 4, 2))
 

@@ -158,3 +158,22 @@ def test_unknown_weight_key_names_it():
     cfg.weights.loss_typo = 1.0
     with pytest.raises(EtamError, match="loss.weights.loss_typo"):
         losses.multistep_losses(*_inputs(4, (1,), 1)[:4], np.ones(1, bool), 1, cfg)
+
+
+def test_only_best_mask_gets_mask_gradients_iou_on_all():
+    logits, ious, obj, targets, _ = _inputs(5, (4,), 3)
+    targets[:, 2:10, 3:12] = True  # every object present, so every row trains its masks
+    valid = np.ones(4, bool)
+
+    def comps(x, iou):
+        return losses.multistep_losses(x, iou, obj, targets, valid, 4)[1]
+
+    grad_mask = jax.jit(jax.grad(lambda x: comps(x, ious)["loss_mask"]))(logits)
+    grad_iou = jax.jit(jax.grad(lambda i: comps(logits, i)["loss_iou"]))(ious)
+    cfg = losses.default_config()
+    for row in range(4):
+        per = np.array([_one_mask(logits[row, k], 1.0 * targets[row], 0.0, cfg) for k in range(3)])
+        best = int(np.argmin(20 * per[:, 0] + per[:, 1]))
+        touched = np.abs(np.asarray(grad_mask[row])).sum(axis=(-2, -1)) > 0
+        np.testing.assert_array_equal(touched, np.arange(3) == best)
+    assert (np.asarray(grad_iou) != 0).all()  # supervise_all_iou: every mask's IoU trains

@@ -22,7 +22,13 @@ from jaxtyping import Array, Bool, Float
 from etam_jax.errors import EtamError
 from etam_jax.models.attention import Attention
 from etam_jax.models.layers import layer_norm, linear
-from etam_jax.models.pooled_attention import MemoryBank, MemoryCrossAttention, attend, check_pooling, dropout
+from etam_jax.models.pooled_attention import (
+    MemoryBank,
+    MemoryCrossAttention,
+    attend,
+    check_pooling,
+    dropout,
+)
 from etam_jax.models.rope import apply_rope, axial_rope_tables
 
 # As MemoryAttention.forward with pos_enc_at_input: output = curr + 0.1 * curr_pos.

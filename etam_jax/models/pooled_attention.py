@@ -30,6 +30,10 @@ from jaxtyping import Array, Bool, Float
 
 from etam_jax.errors import EtamError
 from etam_jax.models.attention import Attention
+from etam_jax.models.blocked_attention import (
+    auto_query_chunk,
+    chunked_dot_product_attention,
+)
 from etam_jax.models.configs import POOL_CORRECTIONS
 from etam_jax.models.rope import apply_rope
 
@@ -75,15 +79,19 @@ def attend(
     mask: Bool[Array, "b 1 1 m"] | None = None,
     dropout_rate: float = 0.0,
     rng: jax.Array | None = None,
+    key_block: int | None = None,
 ) -> Float[Array, "b n h d"]:
     """Scaled dot-product attention with a logit bias, a key mask and attention dropout.
 
-    Without ``rng`` (or with rate 0) this is ``jax.nn.dot_product_attention``;
+    Without ``rng`` (or with rate 0) this is ``jax.nn.dot_product_attention``
+    (on CPU over query blocks, skipping the ``key_block``-sized blocks of keys
+    masked for the whole batch: :mod:`~etam_jax.models.blocked_attention`);
     with it, the softmax weights are dropped as torch's ``dropout_p`` does.
     Masked keys get the most negative logit (an all-masked row averages).
     """
     if rng is None or dropout_rate == 0.0:
-        return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask)
+        chunk = auto_query_chunk(q.shape[1])
+        return chunked_dot_product_attention(q, k, v, chunk, bias=bias, mask=mask, key_block=key_block)
     logits = jnp.einsum("bnhd,bmhd->bhnm", q, k).astype(jnp.float32) / math.sqrt(q.shape[-1])
     if bias is not None:
         logits = logits + bias
@@ -222,5 +230,10 @@ class MemoryCrossAttention(Attention):
             bias = jnp.concatenate([bias, jnp.zeros(bank.ptr_valid.shape, jnp.float32)], axis=1)[:, None, None, :]
         else:
             bias = None  # nothing to add: spare the pass over the logits
-        out = attend(q, k, v, bias=bias, mask=mask, dropout_rate=self.dropout, rng=rng)
+        # Key blocks of one slot (pooled or not; the fallback's keys are w*w of them): on CPU the
+        # blocks of slots empty in every batch element are skipped, as the official concatenation
+        # of the valid memories only would.
+        pooled = self.pool_window > 1 and bank.keys.shape[1] > 1
+        key_block = grid * grid // (self.pool_window**2 if pooled else 1)
+        out = attend(q, k, v, bias=bias, mask=mask, dropout_rate=self.dropout, rng=rng, key_block=key_block)
         return self.merge_heads_and_project(out)

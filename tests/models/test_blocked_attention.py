@@ -52,3 +52,19 @@ def test_chunked_attention_bfloat16_keeps_dtype():
     out = chunked_dot_product_attention(*args, 8, bias=jnp.asarray(bias), mask=jnp.asarray(mask))
     assert out.dtype == jnp.bfloat16
     assert relative_error(np.asarray(out, np.float32), _reference(q, k, v, bias, mask)) < 2e-2
+
+
+@pytest.mark.parametrize("key_block", [5, 8, 16])
+def test_key_blocks_masked_for_the_whole_batch_are_skipped_with_the_same_result(key_block):
+    q, k, v, bias, mask = _case(seed=13)
+    mask[:, ..., 8:16] = False  # keys 8..15 masked everywhere: blocks there are skipped
+    mask[1] = True
+    mask[1, ..., 8:16] = False
+    if key_block == 8:  # keys 8..15 form one skipped block: garbage there must not leak
+        k[:, 8:16], v[:, 8:16] = 1e30, np.nan
+    args = [jnp.asarray(x) for x in (q, k, v)]
+    out = chunked_dot_product_attention(
+        *args, 8, bias=jnp.asarray(bias), mask=jnp.asarray(mask), key_block=key_block
+    )
+    ref_kv = [np.where(np.arange(M)[None, :, None, None] // 8 == 1, 0, x) for x in (k, v)]
+    assert relative_error(out, _reference(q, *ref_kv, bias, mask)) < 1e-5

@@ -15,14 +15,25 @@ from flax import nnx
 from hydra.utils import instantiate
 from sam2.modeling.position_encoding import apply_rotary_enc as official_rope
 from sam2.modeling.position_encoding import compute_axial_cis
-from sam2.modeling.sam.transformer import EfficientRoPEAttention1, EfficientRoPEAttention2, RoPEAttention
+from sam2.modeling.sam.transformer import (
+    EfficientRoPEAttention1,
+    EfficientRoPEAttention2,
+    RoPEAttention,
+)
 
 from etam_jax.errors import EtamError
+from etam_jax.models import pooled_attention
 from etam_jax.models.configs import get_model_config
 from etam_jax.models.memory_attention import MemoryAttention, make_bank
 from etam_jax.models.pooled_attention import MemoryCrossAttention
 from etam_jax.models.rope import axial_rope_tables
-from tests.official_reference import copy_weights, official_config, randomize_, relative_error, to_torch
+from tests.official_reference import (
+    copy_weights,
+    official_config,
+    randomize_,
+    relative_error,
+    to_torch,
+)
 
 IMAGE, GRID, SLOTS, PTRS = 256, 16, 4, 8
 HW = GRID * GRID
@@ -30,9 +41,11 @@ HW = GRID * GRID
 # the one-frame fallback and no pointers at all.
 VALID = np.array([[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 0, 0]], bool)
 PTR_VALID = np.array([[1] * 4 + [0] * 4, [1] * 8, [0] * 8], bool)
+# Slot 3 empty in every element and no fallback: its key block is skipped on CPU, pooled or not.
+DEAD_SLOT = np.array([[1, 0, 1, 0], [0, 1, 1, 0], [1, 1, 0, 0]], bool)
 
 
-def _inputs(seed: int, batch: int = 3, kv_dim: int = 64) -> dict[str, np.ndarray]:
+def _inputs(seed: int, batch: int = 3, kv_dim: int = 64, slots_valid: np.ndarray = VALID) -> dict[str, np.ndarray]:
     """Random inputs; invalid slots and pointers hold garbage (huge values, NaN)."""
     rng = np.random.default_rng(seed)
     x = {
@@ -40,7 +53,7 @@ def _inputs(seed: int, batch: int = 3, kv_dim: int = 64) -> dict[str, np.ndarray
         "curr_pos": rng.standard_normal((batch, HW, 256), np.float32),
         "memory": rng.standard_normal((batch, SLOTS, HW, kv_dim), np.float32),
         "memory_pos": rng.standard_normal((batch, SLOTS, HW, kv_dim), np.float32),
-        "memory_valid": VALID[:batch],
+        "memory_valid": slots_valid[:batch],
         "ptr": rng.standard_normal((batch, PTRS, kv_dim), np.float32),
         "ptr_pos": rng.standard_normal((batch, PTRS, kv_dim), np.float32),
         "ptr_valid": PTR_VALID[:batch],
@@ -107,6 +120,18 @@ def test_memory_attention_matches_official(name):
     assert err < 1e-5
 
 
+@pytest.mark.parametrize(
+    "name,valid", [("efficienttam_ti_1", VALID), ("efficienttam_ti", DEAD_SLOT), ("efficienttam_ti_1", DEAD_SLOT)]
+)
+def test_blocked_cpu_attention_path_matches_official(monkeypatch, name, valid):
+    """The query-blocked, slot-skipping path (taken on CPU at g >= 32) with pooling and slot masks."""
+    monkeypatch.setattr(pooled_attention, "auto_query_chunk", lambda n: 64)
+    ours, official = _build(name)
+    x = _inputs(seed=8, slots_valid=valid)
+    err = relative_error(np.asarray(_jitted(ours)(x)), _official_outputs(official, x))
+    assert err < 1e-5
+
+
 def _rope_np(t: np.ndarray, frames: int) -> np.ndarray:
     """Official RoPE (complex) on [N, D] tokens of ``frames`` grids."""
     cis = compute_axial_cis(t.shape[-1], GRID, GRID)
@@ -117,7 +142,7 @@ def _rope_np(t: np.ndarray, frames: int) -> np.ndarray:
 
 def _brute_force(weights: dict, x: np.ndarray, mem_k, mem_v, ptr_k, ptr_v, window: int, correction: str):
     """The pooled attention formula, token by token (numpy float64), one head, one element."""
-    lin = lambda t, name: t.astype(np.float64) @ weights[name + ".weight"].T + weights[name + ".bias"]  # noqa: E731
+    lin = lambda t, name: t.astype(np.float64) @ weights[name + ".weight"].T + weights[name + ".bias"]
     frames = len(mem_k)
     q = _rope_np(lin(x, "q_proj").astype(np.float32), 1)
     k = [_rope_np(lin(f, "k_proj").astype(np.float32), 1) for f in mem_k]

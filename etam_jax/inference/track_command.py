@@ -93,8 +93,9 @@ def track_outputs(predictor, reverse: bool) -> Iterator[tuple[int, dict[int, np.
 
 def count_outputs(first_frames: Iterable[int], num_frames: int, reverse: bool) -> int:
     """How many (frame) steps propagation yields, for the progress bar."""
-    first = min(first_frames)
-    return (num_frames - first) + (first if reverse else 0)
+    firsts = list(first_frames)
+    backward = max(firsts) + 1 if max(firsts) > 0 else 0  # frames max(first)..0
+    return (num_frames - min(firsts)) + (backward if reverse else 0)
 
 
 def main(argv: list[str]) -> int:

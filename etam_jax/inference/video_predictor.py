@@ -163,8 +163,9 @@ class VideoPredictor:
                 logits = logits.at[b].set(cond[b][t])
             if not reverse and np.any(snap_at == t):
                 snapshot = _take_where(jnp.asarray(snap_at == t), bank, snapshot)
-            video = np.asarray(self._to_video[1](logits))
-            yield t, {obj_ids[b]: video[b] for b in np.nonzero(show)[0]}
+            if show.any():  # (reverse from frame 0 yields nothing, as the official)
+                video = np.asarray(self._to_video[1](logits))
+                yield t, {obj_ids[b]: video[b] for b in np.nonzero(show)[0]}
         if not reverse:
             self._snapshot = snapshot
 

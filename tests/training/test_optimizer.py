@@ -55,10 +55,15 @@ def _expected_ti(model, cfg) -> dict[str, tuple[float, float]]:
     return expected
 
 
+@pytest.fixture(scope="module")
+def ti_model():
+    return abstract_model("efficienttam_ti")
+
+
 @pytest.mark.parametrize("preset", ["sa1b", "sav"])
-def test_labels_of_every_efficienttam_ti_parameter(preset):
+def test_labels_of_every_efficienttam_ti_parameter(preset, ti_model):
     cfg = opt.get_optimizer_config(preset)
-    model = abstract_model("efficienttam_ti")
+    model = ti_model
     params = nnx.state(model, nnx.Param)
     expected = _expected_ti(model, cfg)
     labels = {
@@ -80,6 +85,11 @@ def test_labels_of_every_efficienttam_ti_parameter(preset):
     assert labels["image_encoder.trunk.blocks.11.attn.qkv.kernel"] == "trunk_12/wd"
     assert labels["image_encoder.trunk.pos_embed"] == "trunk_0/no_wd"
     assert labels["sam_mask_decoder.mask_tokens.embedding"] == "rest/no_wd"
+    # 13 trunk layer ids (0: pos/patch embed, 1-12: blocks; nothing else in the trunk), neck, rest.
+    groups = {label.split("/")[0] for label in labels.values()}
+    assert groups == {f"trunk_{k}" for k in range(13)} | {"encoder", "rest"}
+    opt_state = jax.eval_shape(opt.make_optimizer(cfg, params).init, params)
+    assert len(opt_state[1].inner_states) == len(set(labels.values()))
 
 
 def test_cosine_schedule_closed_form():

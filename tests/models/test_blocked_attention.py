@@ -46,10 +46,13 @@ def test_chunked_attention_with_bias_and_mask_matches_reference(chunk, with_bias
     assert relative_error(out, _reference(q, k, v, bias, mask)) < 1e-5
 
 
-def test_chunked_attention_bfloat16_keeps_dtype():
+@pytest.mark.parametrize("key_block", [None, 8])
+def test_chunked_attention_bfloat16_keeps_dtype(key_block):
     q, k, v, bias, mask = _case(seed=12)
     args = [jnp.asarray(x, jnp.bfloat16) for x in (q, k, v)]
-    out = chunked_dot_product_attention(*args, 8, bias=jnp.asarray(bias), mask=jnp.asarray(mask))
+    out = chunked_dot_product_attention(
+        *args, 8, bias=jnp.asarray(bias), mask=jnp.asarray(mask), key_block=key_block
+    )
     assert out.dtype == jnp.bfloat16
     assert relative_error(np.asarray(out, np.float32), _reference(q, k, v, bias, mask)) < 2e-2
 

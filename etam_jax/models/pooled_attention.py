@@ -15,7 +15,9 @@ pooled. ``eq5`` adds ``ln(w * w)`` to the logits of pooled keys; ``eq6`` adds
 ``ln(w * w) * sum(q) / sqrt(d)``); ``none`` adds nothing. As the official code
 (``num_k_rope <= nq``), a batch element with at most one valid slot attends
 to its full, unpooled memory instead; the choice is made per element with
-``jnp.where`` over one key buffer of ``max(g * g, S * g * g / w**2)`` tokens.
+``jnp.where`` over one key buffer of ``max(g * g, S * g * g / w**2)`` tokens,
+so one attention serves both. On CPU that buffer is attended in blocks of one
+(pooled) slot, and blocks empty in every batch element are skipped.
 """
 
 from __future__ import annotations

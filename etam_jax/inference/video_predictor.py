@@ -78,7 +78,7 @@ class VideoPredictor:
         self.prefetch = prefetch
         self.frames: VideoFrames | None = None
         self.prompts: dict[int, dict[int, _FramePrompt]] = {}
-        self._trackers: dict[int, Tracker] = {}
+        self._trackers: dict[tuple[int, int], Tracker] = {}
         self._snapshot = None  # bank for the reverse pass, from the last forward pass
         self._to_video = None
 
@@ -137,9 +137,13 @@ class VideoPredictor:
         yield from self._run(obj_ids, firsts, bank, cond, order, shows, reverse)
 
     def _tracker(self, num_objects: int) -> Tracker:
-        if num_objects not in self._trackers:
-            self._trackers[num_objects] = Tracker(self.model, num_objects=num_objects)
-        return self._trackers[num_objects]
+        """The tracker for B objects, with as many conditioning slots as any object has
+        prompted frames (empty slots are attended, masked, so they would cost time)."""
+        num_cond = max(len(frames) for frames in self.prompts.values())
+        key = (num_objects, num_cond)
+        if key not in self._trackers:
+            self._trackers[key] = Tracker(self.model, num_objects=num_objects, num_cond_slots=num_cond)
+        return self._trackers[key]
 
     def _run(self, obj_ids, firsts, bank, cond, order, shows, reverse):
         """The propagation loop shared by both directions."""

@@ -123,16 +123,19 @@ def load_weights(model: nnx.Module, model_name: str, path: str | os.PathLike) ->
         raise EtamError(f"{path}: no such checkpoint (expected a .pt file or an etam weights directory)")
 
 
+def load_model(
+    model_name: str,
+    checkpoint: str | os.PathLike,
+    image_size: int | None = None,
+    apply_postprocessing: bool = False,
+) -> nnx.Module:
+    """The named model with weights from a ``.pt`` file or an etam Orbax directory.
 
-def abstract_model(model_name: str, image_size: int | None = None) -> nnx.Module:
-    """The model with shapes but no values (no random init): a target to load into."""
-    from etam_jax.models.build import build_model  # the model imports nothing from here
+    Built abstractly (no random init) and filled from the checkpoint.
+    ``apply_postprocessing`` is the official predictors' mask-decoder fallback.
+    """
+    from etam_jax.models.build import abstract_model  # the model imports nothing from here
 
-    return nnx.eval_shape(lambda: build_model(model_name, image_size=image_size, rngs=nnx.Rngs(0)))
-
-
-def load_model(model_name: str, checkpoint: str | os.PathLike, image_size: int | None = None) -> nnx.Module:
-    """The named model with weights from a ``.pt`` file or an etam Orbax directory."""
-    model = abstract_model(model_name, image_size)
+    model = abstract_model(model_name, image_size=image_size, apply_postprocessing=apply_postprocessing)
     load_weights(model, model_name, checkpoint)
     return model

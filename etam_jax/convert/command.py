@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from etam_jax.convert.checkpoint_io import abstract_model, load_orbax, read_pt, save_orbax, write_pt
+from etam_jax.convert.checkpoint_io import load_orbax, read_pt, save_orbax, write_pt
 from etam_jax.convert.naming import load_torch_arrays, to_torch_arrays
 from etam_jax.errors import EtamError
+from etam_jax.models.build import abstract_model
 from etam_jax.models.configs import get_model_config
 
 

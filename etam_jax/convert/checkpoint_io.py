@@ -55,7 +55,7 @@ def write_pt(arrays: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state_dict = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    state_dict = {k: torch.from_numpy(np.array(v, order="C", copy=True)) for k, v in arrays.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

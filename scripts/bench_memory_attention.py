@@ -9,9 +9,9 @@ Every slot and pointer token is valid (the bank of a full propagation
 frame) unless ``--valid`` says how many of the slots hold a memory (an early
 frame; the official module then gets only those). Prints one row per config: ours (jitted, compile excluded), the
 official module (torch, no_grad) on the concatenated memory, their ratio and
-the relative difference of the outputs. Both run in this process, one after
-the other, so a loaded machine slows both alike; the minimum over
-``--repeats`` calls is reported.
+the relative difference of the outputs. Both run in this process, in turn
+(ours, official, ours, ...), so a loaded machine slows both alike; the
+minimum over ``--repeats`` calls of each is reported.
 """
 
 from __future__ import annotations
@@ -66,13 +66,15 @@ def _build(name: str, grid: int) -> tuple[MemoryAttention, torch.nn.Module]:
     return ours, official.eval()
 
 
-def _min_seconds(fn, repeats: int) -> tuple[float, np.ndarray]:
-    times, out = [], None
+def _min_seconds(fns: list, repeats: int) -> list[tuple[float, np.ndarray]]:
+    """Minimum time and last output of each of ``fns``, called in turn (interleaved: load hits all alike)."""
+    times, outs = [[] for _ in fns], [None] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            outs[i] = fn()
+            times[i].append(time.perf_counter() - start)
+    return [(min(t), out) for t, out in zip(times, outs)]
 
 
 def _official_call(official: torch.nn.Module, x: dict[str, np.ndarray]):
@@ -103,8 +105,8 @@ def bench(name: str, args: argparse.Namespace) -> str:
     start = time.perf_counter()
     jax.block_until_ready(run(state, inputs))
     compile_s = time.perf_counter() - start
-    ours_s, got = _min_seconds(lambda: np.asarray(run(state, inputs)), args.repeats)
-    official_s, want = _min_seconds(_official_call(official, x), args.repeats)
+    ours_fn = lambda: np.asarray(run(state, inputs))
+    (ours_s, got), (official_s, want) = _min_seconds([ours_fn, _official_call(official, x)], args.repeats)
     err = relative_error(got, want)
     return f"{name:<20} {ours_s * 1e3:>10.0f} {official_s * 1e3:>12.0f} {ours_s / official_s:>6.2f} {compile_s:>9.1f} {err:>9.1e}"
 
@@ -117,7 +119,7 @@ def main() -> None:
     parser.add_argument("--valid", type=int, default=None, help="valid slots of S (default: all)")
     parser.add_argument("--ptrs", type=int, default=64, help="valid object-pointer tokens P")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args()
     if args.threads:

@@ -33,6 +33,7 @@ from jaxtyping import Array, Bool, Float
 from etam_jax.errors import EtamError
 from etam_jax.models.attention import Attention
 from etam_jax.models.blocked_attention import (
+    CPU_KEY_BLOCK,
     auto_query_chunk,
     chunked_dot_product_attention,
 )
@@ -232,10 +233,10 @@ class MemoryCrossAttention(Attention):
             bias = jnp.concatenate([bias, jnp.zeros(bank.ptr_valid.shape, jnp.float32)], axis=1)[:, None, None, :]
         else:
             bias = None  # nothing to add: spare the pass over the logits
-        # Key blocks of one slot (pooled or not; the fallback's keys are w*w of them): on CPU the
-        # blocks of slots empty in every batch element are skipped, as the official concatenation
-        # of the valid memories only would.
+        # Key blocks that tile one slot (pooled or not; the fallback's keys are w*w of them): on CPU
+        # the blocks of slots empty in every batch element are skipped, as the official
+        # concatenation of the valid memories only would.
         pooled = self.pool_window > 1 and bank.keys.shape[1] > 1
-        key_block = grid * grid // (self.pool_window**2 if pooled else 1)
+        key_block = math.gcd(grid * grid // (self.pool_window**2 if pooled else 1), CPU_KEY_BLOCK)
         out = attend(q, k, v, bias=bias, mask=mask, dropout_rate=self.dropout, rng=rng, key_block=key_block)
         return self.merge_heads_and_project(out)

@@ -77,7 +77,7 @@ def make_record(
 
 
 def error_record(*, id: str, source: str, file: str, reason: str) -> Record:
-    """A placeholder record for files that could not be read; decoding it skips."""
+    """The record of a file that could not be read: it carries the reason, and decoding it skips."""
     empty = np.empty((0,), dtype=object)
     return {
         "id": str(id), "source": source, "file": str(file), "frames": empty,

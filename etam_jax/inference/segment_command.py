@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
     from etam_jax.inference.image_predictor import ImagePredictor, ObjectPrompt
     from etam_jax.inference.image_transforms import mask_input_from_binary
     from etam_jax.inference.prompts_io import load_prompts
-    from etam_jax.inference.track_command import AtomicOutputDir, check_out_dir
+    from etam_jax.inference.output_dir import AtomicOutputDir, check_out_dir
     from etam_jax.models.configs import get_model_config
 
     cfg = get_model_config(args.model, args.image_size)

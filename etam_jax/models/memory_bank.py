@@ -189,6 +189,7 @@ def select_memories(
     num_maskmem: int,
     max_obj_ptrs: int,
     temporal_stride: int = 1,
+    pointers_past_only: bool = True,
 ) -> SelectedMemories:
     """The memories the official code concatenates for frame ``frame_idx``.
 
@@ -204,6 +205,9 @@ def select_memories(
       bank: the bank.
       frame_idx, reverse, num_frames: scalars (may be traced).
       num_maskmem, max_obj_ptrs, temporal_stride: model config (static).
+      pointers_past_only: static; ``only_obj_ptrs_in_the_past_for_eval``. Training
+        (``self.training`` in the official code) reads the pointers of every
+        conditioning frame, future ones included: pass False.
     """
     frame_idx = jnp.asarray(frame_idx, jnp.int32)
     sign = jnp.where(reverse, -1, 1)
@@ -232,7 +236,9 @@ def select_memories(
         & (targets < num_frames)
     )
     pslot, pfound = _lookup_recent(bank, targets)
-    cond_past = bank.cond_valid & (sign * (bank.cond_frame - frame_idx) <= 0)
+    cond_past = bank.cond_valid
+    if pointers_past_only:
+        cond_past = cond_past & (sign * (bank.cond_frame - frame_idx) <= 0)
     ptrs = jnp.concatenate([bank.cond_ptr, _take(bank.recent_ptr, pslot)], 1)
     ptr_valid = jnp.concatenate([cond_past, pfound & in_video[None]], 1)
     return SelectedMemories(feats.astype(jnp.float32), tpos, valid, ptrs, ptr_valid)

@@ -76,8 +76,8 @@ def gcloud(opts: LaunchOptions, verb: str, *args: str, paths: tuple[str, ...] = 
 
 
 def describe_command(opts: LaunchOptions) -> list[str]:
-    """Prints the accelerator type of an existing slice; fails if there is none."""
-    return gcloud(opts, "describe", "--format=value(acceleratorType)")
+    """Prints ``TYPE<tab>STATE`` of an existing slice; fails if there is none."""
+    return gcloud(opts, "describe", "--format=value(acceleratorType,state)")
 
 
 def create_command(opts: LaunchOptions) -> list[str]:
@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="", help="gs://BUCKET/... (checkpoints, logs)")
     p.add_argument("--mesh-preset", help="override the preset matching the slice")
     p.add_argument(
-        "--repo-url", help="git clone this on the workers (default: ship git archive HEAD)"
+        "--repo-url",
+        help="git clone this on the workers (default: ship `git archive HEAD`: commit first)",
     )
     p.add_argument("--ref", default="main", help="branch/commit to check out with --repo-url")
     p.add_argument(
@@ -284,7 +285,14 @@ def existing_accelerator_type(opts: LaunchOptions, dry_run: bool) -> str | None:
     if dry_run:
         print("# dry run: assuming the slice does not exist (it is reused when describe succeeds)")
         return None
-    return result.stdout.strip() if result.returncode == 0 else None
+    if result.returncode != 0:
+        return None
+    accelerator_type, state = (result.stdout.split() + ["", ""])[:2]
+    if state != "READY":  # e.g. a preempted Spot slice: delete and create again
+        raise EtamError(
+            f"TPU {opts.name!r} exists but is {state or 'in no state'}, not READY; --delete it"
+        )
+    return accelerator_type
 
 
 def main(argv: list[str] | None = None) -> int:

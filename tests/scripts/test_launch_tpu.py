@@ -108,7 +108,7 @@ def test_reuse_skips_create_and_checks_the_type():
 def test_describe_and_delete_commands():
     opts = options("v5p-32")
     assert shlex.join(launch_tpu.describe_command(opts)) == (
-        f"{GCLOUD} describe etam-run --zone=us-east5-a '--format=value(acceleratorType)'"
+        f"{GCLOUD} describe etam-run --zone=us-east5-a '--format=value(acceleratorType,state)'"
     )
     assert shlex.join(launch_tpu.delete_command(opts)) == (
         f"{GCLOUD} delete etam-run --zone=us-east5-a --quiet"
@@ -199,3 +199,33 @@ def test_dry_run_prints_every_command_and_runs_none(capsys, monkeypatch):
     assert printed == describe + expected_launch(
         "--zone=us-east5-a", "v2-alpha-tpuv5", "0-3", "v5p-32"
     )
+
+
+@pytest.mark.parametrize(
+    "describe_rc, describe_out, creates, error",
+    [
+        (1, "", True, None),  # no such slice
+        (0, "v5p-32\tREADY\n", False, None),  # reused
+        (0, "v5p-32\tPREEMPTED\n", False, "is PREEMPTED, not READY"),
+    ],
+)
+def test_main_runs_describe_then_the_plan(
+    describe_rc, describe_out, creates, error, capsys, monkeypatch
+):
+    ran = []
+
+    def fake_run(command, check, **kwargs):
+        ran.append(shlex.join(command))
+        rc, out = (describe_rc, describe_out) if "describe" in command else (0, "")
+        return subprocess.CompletedProcess(command, rc, stdout=out)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    argv = ["--name", "etam-run", "--zone", "us-east5-a", "--accelerator-type", "v5p-32"]
+    argv += ["--config", "experiments/configs/sav.py", "--workdir", "gs://bucket/runs/sav"]
+    assert launch_tpu.main([*argv, "--jax-version", "0.10.2"]) == (1 if error else 0)
+    plan = expected_launch("--zone=us-east5-a", "v2-alpha-tpuv5", "0-3", "v5p-32")
+    describe = joined([launch_tpu.describe_command(options("v5p-32"))])
+    if error:
+        assert ran == describe and error in capsys.readouterr().err
+    else:
+        assert ran == describe + (plan if creates else plan[1:])

@@ -1,0 +1,94 @@
+"""The runner's stage commands and its skipping of finished work (stages faked by tiny scripts)."""
+
+import json
+import sys
+
+from etam_jax.sweep import runner
+from etam_jax.sweep.definition import Sweep, pooling_point
+from etam_jax.sweep.files import read_json, write_json
+from etam_jax.sweep.runner import Stage, run_sweep
+
+POINTS = tuple(
+    pooling_point("efficienttam_ti", 128, w, c, {"train.num_steps": 2})
+    for w, c in ((1, "none"), (2, "eq5"))
+)
+SWEEP = Sweep(base_config="experiments/configs/x.py", points=POINTS, eval_data="{data}/davis")
+
+# Each fake stage logs its name to calls.txt and writes what the real one would.
+_SCRIPT = """
+import json, pathlib, sys
+name, done, calls, fail = sys.argv[1:5]
+with open(calls, "a") as f: f.write(name + "\\n")
+if fail == name: sys.exit(3)
+record = {"eval": {"J&F": 55.0}, "bench": {"mem_attn_flops": 1e9, "latency_ms": 2.0}}.get(name)
+if record:
+    pathlib.Path(done).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(done).write_text(json.dumps(record))
+"""
+
+
+def fake_stages(calls, fail=""):
+    def stages(sweep, point, point_dir, data):
+        done = {
+            "train": point_dir / "train.json",
+            "eval": point_dir / "eval" / "summary.json",
+            "bench": point_dir / "bench.json",
+        }
+        return [
+            Stage(n, [sys.executable, "-c", _SCRIPT, n, str(d), str(calls), fail], d)
+            for n, d in done.items()
+        ]
+
+    return stages
+
+
+def test_stage_commands_carry_the_point(tmp_path):
+    train, evaluate, bench = runner.point_stages(SWEEP, POINTS[1], tmp_path / "ti_w2_eq5", "/data")
+    assert train.argv[1:] == [
+        "-m",
+        "etam_jax.cli",
+        "train",
+        "--config",
+        "experiments/configs/x.py",
+        "--workdir",
+        str(tmp_path / "ti_w2_eq5" / "train"),
+        "--config.train.num_steps=2",
+        "--config.model.name=efficienttam_ti",
+        "--config.model.image_size=128",
+        "--config.model.memory_attention.pool_window=2",
+        "--config.model.memory_attention.pool_correction=eq5",
+    ]
+    assert evaluate.argv[3:5] == ["eval", "--model"] and "/data/davis" in evaluate.argv
+    assert evaluate.done == tmp_path / "ti_w2_eq5" / "eval" / "summary.json"
+    assert (
+        bench.argv[bench.argv.index("--window") + 1] == "2"
+        and bench.done == tmp_path / "ti_w2_eq5" / "bench.json"
+    )
+
+
+def test_finished_points_and_stages_are_skipped(tmp_path, monkeypatch):
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setattr(runner, "point_stages", fake_stages(calls))
+    write_json(tmp_path / "ti_w1_none" / "result.json", {"point": "ti_w1_none"})  # finished point
+    # Evaluated, not benched:
+    write_json(tmp_path / "ti_w2_eq5" / "eval" / "summary.json", {"J&F": 61.0})
+    assert run_sweep(SWEEP, list(POINTS), tmp_path, None) == []
+    assert calls.read_text().split() == ["train", "bench"]
+    row = read_json(tmp_path / "ti_w2_eq5" / "result.json")
+    assert row["J&F"] == 61.0 and row["mem_attn_gflops"] == 1.0 and row["window"] == 2
+    assert json.loads((tmp_path / "ti_w2_eq5" / "train.json").read_text())["seconds"] > 0
+    assert run_sweep(SWEEP, list(POINTS), tmp_path, None) == []  # all finished: nothing runs
+    assert calls.read_text().split() == ["train", "bench"]
+
+
+def test_a_failed_stage_fails_its_point_only(tmp_path, monkeypatch):
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setattr(runner, "point_stages", fake_stages(calls, fail="eval"))
+    assert run_sweep(SWEEP, list(POINTS), tmp_path, None) == ["ti_w1_none", "ti_w2_eq5"]
+    assert calls.read_text().split() == ["train", "eval"] * 2
+    assert not (tmp_path / "ti_w1_none" / "result.json").exists()
+    assert (tmp_path / "ti_w1_none" / "logs" / "eval.log").read_text().startswith(sys.executable)
+    monkeypatch.setattr(runner, "point_stages", fake_stages(calls))
+    # A re-run resumes after the trained stage.
+    assert run_sweep(SWEEP, list(POINTS), tmp_path, None) == []
+    assert calls.read_text().split() == ["train", "eval"] * 2 + ["eval", "bench"] * 2

@@ -171,10 +171,13 @@ def tree_shardings(tree, mesh: Mesh, rules=RULES):
 
     Works for parameter states and for optax states built from them (Adam's
     ``mu``/``nu`` keep the Variables, so they shard like their parameters;
-    step counts are replicated).
+    step counts are replicated; ``optax.multi_transform``'s masked-out
+    entries, Variables holding an empty ``MaskedNode``, stay as they are).
     """
 
     def leaf(x):
+        if isinstance(x, nnx.Variable) and not hasattr(x.get_value(), "shape"):
+            return x  # no array inside (optax MaskedNode): nothing to place
         if isinstance(x, nnx.Variable):
             return x.replace(NamedSharding(mesh, _variable_spec(x, mesh, rules)))
         return NamedSharding(mesh, PartitionSpec())

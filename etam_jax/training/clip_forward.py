@@ -189,6 +189,7 @@ def clip_loss(
     batch: dict[str, jax.Array],
     key: jax.Array,
     cfg: ml_collections.ConfigDict,
+    plan: ps.PromptPlan | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """SAM 2's training loss of a batch of clips (images are 1-frame clips).
 
@@ -200,6 +201,8 @@ def clip_loss(
       key: PRNG key of this step.
       cfg: training config with ``prompts`` (`prompt_simulation.default_config`),
         ``loss`` (`losses.default_config`) and ``remat`` (bool).
+      plan: the prompting plan; None draws it with `prompt_simulation.sample_initial_prompts`
+        (tests pass a fixed one).
 
     Returns:
       ``(loss, metrics)``: the weighted total, and the unweighted components
@@ -207,7 +210,8 @@ def clip_loss(
     """
     b, t, s = batch["frames"].shape[:3]
     k_plan, k_frames = jax.random.split(key)
-    plan = ps.sample_initial_prompts(k_plan, batch["masks"], cfg.prompts)
+    if plan is None:
+        plan = ps.sample_initial_prompts(k_plan, batch["masks"], cfg.prompts)
     enc = model.forward_image(normalize_frames(batch["frames"]).reshape(b * t, s, s, 3))
     feats, pos = (enc[k].reshape((b, t) + enc[k].shape[1:]) for k in ("vision_features", "vision_pos_enc"))
     num_objects = jnp.sum(batch["obj_valid"])

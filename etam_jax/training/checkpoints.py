@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import grain
 import jax
@@ -67,7 +67,9 @@ def _check_config(cfg: ml_collections.ConfigDict) -> None:
     for key in ("every_steps", "keep"):
         value = cfg[key]
         if not isinstance(value, int) or value < 1:
-            raise EtamError(f"--config.checkpoint.{key} must be a positive integer, found {value!r}")
+            raise EtamError(
+                f"--config.checkpoint.{key} must be a positive integer, found {value!r}"
+            )
 
 
 def _all_processes(ok: bool) -> bool:
@@ -176,49 +178,63 @@ class Checkpointer:
         self.wait()
         steps = self.all_steps()[::-1]
         if step is not None and step not in steps:
-            raise EtamError(f"{self.directory}: no checkpoint at step {step}; saved steps: {steps[::-1]}")
-        if not steps:
-            return None
+            raise EtamError(
+                f"{self.directory}: no checkpoint at step {step}; saved steps: {steps[::-1]}"
+            )
         candidates = steps if step is None else [step]
         errors = []
         for s in candidates:
-            try:
-                state = self._restore_step(s, abstract_state, data_iterator)
-                ok, error = True, ""
-            except EtamError:
-                raise
-            except Exception as e:  # Orbax/tensorstore/json raise many kinds on bad files
-                state, ok, error = None, False, f"{type(e).__name__}: {e}"
-            if _all_processes(ok):
+            state, error = self._try_restore(s, abstract_state, data_iterator)
+            if not error:
                 self._quarantine([x for x in steps if x > s])
                 return state
-            errors.append(f"step {s}: {error or 'failed on another process'}")
-            log.warning("%s: checkpoint at step %d does not restore (%s); trying an older one",
-                        self.directory, s, error or "failed on another process")
-            if step is not None:
-                break
+            errors.append(f"step {s}: {error}")
+            log.warning("%s: checkpoint at step %d does not restore (%s)", self.directory, s, error)
+        if not errors:
+            return None  # a fresh workdir
         raise EtamError(
             f"{self.directory}: no checkpoint could be restored (tried steps {candidates}); "
             + "; ".join(errors)
         )
+
+    def _try_restore(
+        self, step: int, abstract_state: State, data_iterator: Any
+    ) -> tuple[State | None, str]:
+        """(state, "") or (None, why); a step counts only if it restores on every process."""
+        try:
+            state, error = self._restore_step(step, abstract_state, data_iterator), ""
+        except EtamError:
+            raise
+        except Exception as e:  # noqa: BLE001 -- Orbax/tensorstore/json raise many kinds on bad files
+            state, error = None, f"{type(e).__name__}: {e}"
+        if not _all_processes(not error):
+            return None, error or "failed on another process"
+        return state, ""
 
     def close(self) -> None:
         """Waits for the pending save and releases the manager's threads."""
         self._manager.wait_until_finished()
         self._manager.close()
 
-    def __enter__(self) -> Checkpointer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def _meta(self, step: int) -> dict:
-        return {"model": self.model_name, "config": self.config_name, "step": step, "format": FORMAT}
+        return {
+            "model": self.model_name,
+            "config": self.config_name,
+            "step": step,
+            "format": FORMAT,
+        }
 
     def _check_meta(self, step: int) -> None:
         """Reads the step's ``meta`` item; another model's checkpoint is an EtamError."""
-        meta = self._manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
+        meta = self._manager.restore(
+            step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()})
+        )[META]
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"meta is not an etam training checkpoint record: {meta!r}")
         if meta["model"] != self.model_name:
@@ -244,8 +260,12 @@ class Checkpointer:
         if jax.process_index() == 0:
             for s in steps:
                 target = _free_name(self.directory, f"corrupt_{s}")
-                log.warning("%s: moving checkpoint step %d that did not restore to %s",
-                            self.directory, s, target)
+                log.warning(
+                    "%s: moving checkpoint step %d that did not restore to %s",
+                    self.directory,
+                    s,
+                    target,
+                )
                 (self.directory / str(s)).rename(target)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("etam_checkpoint_quarantine")

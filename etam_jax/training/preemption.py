@@ -24,7 +24,7 @@ import logging
 import signal
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, Self
 
 import jax
 import numpy as np
@@ -54,7 +54,7 @@ class PreemptionHandler:
         self.requested = False
         self._previous: dict[int, Any] = {}
 
-    def install(self) -> PreemptionHandler:
+    def install(self) -> Self:
         """Starts catching the signals (no-op when the JAX preemption service is in charge)."""
         if self._previous or _uses_sync_point():
             return self
@@ -85,7 +85,7 @@ class PreemptionHandler:
         log.warning("received %s: will save a checkpoint and stop", signal.Signals(signum).name)
         self.requested = True
 
-    def __enter__(self) -> PreemptionHandler:
+    def __enter__(self) -> Self:
         return self.install()
 
     def __exit__(self, *exc) -> None:

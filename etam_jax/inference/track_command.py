@@ -2,10 +2,14 @@
 
     etam track --model NAME --checkpoint PATH --frames DIR --prompts PROMPTS.json
                --out DIR [--save-logits] [--reverse]
+               [--overlay [--overlay-format mp4|gif] [--overlay-fps FPS]]
 
 Writes ``OUT/<obj_id>/<frame_stem>.png`` (0/255) for every frame an object is
 tracked on, and with ``--save-logits`` ``OUT/<obj_id>/<frame_stem>.npy``
-(float32 logits at the original frame size).
+(float32 logits at the original frame size). With ``--overlay``, every
+tracked frame with all its objects' masks in their colours
+(``inference/overlay.py``) as ``OUT/overlay/<frame_stem>.png`` and the video
+``OUT/overlay.mp4`` (or ``.gif``), written as frames are produced.
 
 Completeness: everything is written into a sibling folder
 ``OUT.partial-<pid>`` that is renamed to ``OUT`` only after the last frame;
@@ -16,6 +20,7 @@ complete. An existing non-empty ``OUT`` is refused before any work.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from collections.abc import Iterable, Iterator
 
@@ -25,6 +30,8 @@ from tqdm import tqdm
 
 from etam_jax.errors import EtamError
 from etam_jax.inference.output_dir import AtomicOutputDir, check_out_dir
+from etam_jax.inference.overlay import load_rgb
+from etam_jax.inference.overlay_frames import OverlayFrames
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -36,6 +43,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     p.add_argument("--save-logits", action="store_true", help="also write float32 .npy logits")
     p.add_argument("--reverse", action="store_true", help="also propagate backward in time")
+    p.add_argument("--overlay", action="store_true", help="also write mask overlays and a video")
+    p.add_argument("--overlay-format", choices=("mp4", "gif"), default="mp4", help="video format")
+    p.add_argument("--overlay-fps", type=float, default=10.0, help="overlay video frame rate")
     p.add_argument("--image-size", type=int, default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -53,6 +63,27 @@ def write_frame_outputs(
             np.save(os.path.join(folder, f"{stem}.npy"), np.asarray(logits, np.float32))
 
 
+def frame_masks(
+    root: str, stem: str, logits_per_obj: dict[int, np.ndarray], obj_ids: Iterable[int]
+) -> dict[int, np.ndarray]:
+    """Every object's mask on one frame: the new logits > 0, and for the other objects
+    the mask already written there (by the forward pass, when ``--reverse`` revisits it)."""
+    masks = {o: np.asarray(lg) > 0 for o, lg in logits_per_obj.items()}
+    for obj_id in obj_ids:
+        path = os.path.join(root, str(obj_id), f"{stem}.png")
+        if obj_id not in masks and os.path.exists(path):
+            masks[obj_id] = np.asarray(Image.open(path)) > 0
+    return masks
+
+
+def overlay_writer(args: argparse.Namespace, root: str):
+    """`OverlayFrames` into ``root/overlay`` for ``--overlay``, else a no-op context."""
+    if not args.overlay:
+        return contextlib.nullcontext()
+    video = os.path.join(root, f"overlay.{args.overlay_format}")
+    return OverlayFrames(os.path.join(root, "overlay"), video, args.overlay_fps)
+
+
 def track_outputs(predictor, reverse: bool) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
     """Forward propagation, then (with `reverse`) backward from each object's first prompt."""
     yield from predictor.propagate(reverse=False)
@@ -65,6 +96,20 @@ def count_outputs(first_frames: Iterable[int], num_frames: int, reverse: bool) -
     firsts = list(first_frames)
     backward = max(firsts) + 1 if max(firsts) > 0 else 0  # frames max(first)..0
     return (num_frames - min(firsts)) + (backward if reverse else 0)
+
+
+def write_outputs(args: argparse.Namespace, predictor, total: int) -> None:
+    """Propagates and writes every output into the atomic ``--out`` folder."""
+    frames, stems = predictor.frames, predictor.frames.stems
+    with AtomicOutputDir(args.out) as out:
+        with overlay_writer(args, out.tmp) as overlays:
+            outputs = track_outputs(predictor, args.reverse)
+            for t, logits in tqdm(outputs, total=total, desc="etam track", unit="frame"):
+                write_frame_outputs(out.tmp, stems[t], logits, args.save_logits)
+                if overlays is not None:
+                    masks = frame_masks(out.tmp, stems[t], logits, predictor.prompts)
+                    overlays.add(t, stems[t], load_rgb(frames.path(t)), masks)
+        out.commit()
 
 
 def main(argv: list[str]) -> int:
@@ -90,11 +135,6 @@ def main(argv: list[str]) -> int:
         predictor.add_prompt(p.frame, p.obj_id, p.points, p.labels, p.box, p.mask)
     firsts = [ps[0].frame for ps in group_by_object(prompts).values()]
     total = count_outputs(firsts, len(frames), args.reverse)
-    stems = frames.stems
-    with AtomicOutputDir(args.out) as out:
-        bar = tqdm(track_outputs(predictor, args.reverse), total=total, desc="etam track", unit="frame")
-        for frame_idx, logits in bar:
-            write_frame_outputs(out.tmp, stems[frame_idx], logits, args.save_logits)
-        out.commit()
+    write_outputs(args, predictor, total)
     print(f"etam track: wrote {len(firsts)} object(s) x {len(frames)} frame(s) to {args.out}")
     return 0

@@ -61,7 +61,7 @@ def boundary_tolerance(shape: tuple[int, int], bound_th: float = BOUND_TH) -> in
     """Disk radius in pixels: ``bound_th`` itself when >= 1, else ceil(bound_th * diagonal)."""
     if bound_th >= 1:
         return int(bound_th)
-    return int(math.ceil(bound_th * math.hypot(*shape)))
+    return math.ceil(bound_th * math.hypot(*shape))
 
 
 def disk(radius: int) -> np.ndarray:

@@ -5,7 +5,7 @@
 
     evaluator = VOSEvaluator(model)                      # keeps the compiled steps
     for step ...:
-        evaluator.update(model)                          # new weights, same architecture
+        evaluator.update(state.model())                  # new weights, same architecture
         val = evaluator("DAVIS/", progress=False, max_videos=8)["J&F"]
 
 Inference follows sam2 ``tools/vos_inference.py`` with
@@ -22,9 +22,10 @@ may be foreground. Masks are ``logits > 0``. Scoring: `protocol`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
+import jax
 import numpy as np
 from flax import nnx
 from tqdm import tqdm
@@ -85,9 +86,11 @@ def masks_from_logits(logits: Mapping[int, np.ndarray], non_overlap: bool) -> di
 
 
 def with_postprocessing(model: nnx.Module) -> nnx.Module:
-    """A view of `model` (same arrays, no copy) set up as the official video
-    predictor builder does (``apply_postprocessing``: dynamic multimask fallback)."""
-    view = nnx.merge(*nnx.split(model))
+    """A view of `model` set up as the official video predictor builder does
+    (``apply_postprocessing``: dynamic multimask fallback): its own variables
+    (so updating it leaves `model` alone) holding the same arrays (no copy)."""
+    graphdef, state = nnx.split(model)
+    view = nnx.merge(graphdef, jax.tree.map(lambda x: x, state))
     view.sam_mask_decoder.dynamic_multimask_via_stability = True
     return view
 
@@ -106,9 +109,17 @@ class VOSEvaluator:
 
         self.predictor = VideoPredictor(with_postprocessing(model))
 
-    def update(self, model: nnx.Module) -> None:
-        """Evaluates `model`'s current weights from now on (the architecture must not change)."""
-        self.predictor.params = nnx.state(model)
+    def update(self, weights: nnx.Module | nnx.State) -> None:
+        """Evaluates new weights from now on, keeping the compiled steps.
+
+        Args:
+            weights: a model of the same architecture (e.g. ``TrainState.model()``)
+                or an ``nnx.State`` of it, all variables or a subset (e.g. the
+                ``nnx.Param`` state ``TrainState.params``).
+        """
+        view = self.predictor.model
+        nnx.update(view, nnx.state(weights) if isinstance(weights, nnx.Module) else weights)
+        self.predictor.params = nnx.state(view)
 
     def predict(self, video: VOSVideo) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
         """Yields ``(frame, {obj_id: bool [H, W]})`` for every frame of the video."""
@@ -122,17 +133,9 @@ class VOSEvaluator:
         for t, logits in p.propagate():
             yield t, masks_from_logits(logits, non_overlap=video.indexed)
 
-    def run_video(self, video: VOSVideo, out_dir: str | Path | None) -> list[ObjectScore]:
-        """Predicts and scores one video; writes its masks when `out_dir` is given."""
-        frames = self.predict(video)
-        if out_dir is not None:
-            writer = MaskWriter(out_dir, video)
-            frames = _tee(frames, writer.write)
-        return score_video(video, frames)
-
     def __call__(self, data_dir: str | Path, out_dir: str | Path | None = None, *, split: str = "val",
                  progress: bool = True, max_videos: int | None = None, vis: int = 0) -> dict:
-        """Evaluates every video of `data_dir` (see `find_videos`).
+        """Evaluates the videos of `data_dir` (see `find_videos`).
 
         Args:
             data_dir: DAVIS- or SA-V-layout folder.
@@ -147,22 +150,36 @@ class VOSEvaluator:
         Returns:
             ``{"J&F", "J", "F", "videos", "objects"}`` (fractions in [0, 1]).
         """
-        if vis and out_dir is None:
-            raise EtamError("--vis needs an output folder (--out)")
         videos = find_videos(data_dir, split, max_videos)
-        scores: list[ObjectScore] = []
-        bar = tqdm(videos, desc="etam eval", unit="video", disable=not progress)
-        for video in bar:
-            scores += self.run_video(video, out_dir)
-            bar.set_postfix({"J&F": f"{summarize(scores, 0)['J&F']:.3f}"})
-        summary, rows = summarize(scores, len(videos)), per_video(scores)
-        if out_dir is not None:
-            write_scores(out_dir, summary, rows, scores)
-            if vis:
-                from etam_jax.evaluation.vis import write_vis
+        return evaluate_videos(videos, self.predict, out_dir, progress=progress, vis=vis)
 
-                write_vis(out_dir, videos, rows, vis)
-        return summary
+
+Predict = Callable[[VOSVideo], Iterable[tuple[int, Mapping[int, np.ndarray]]]]
+
+
+def evaluate_videos(videos: list[VOSVideo], predict: Predict, out_dir: str | Path | None = None, *,
+                    progress: bool = True, vis: int = 0) -> dict:
+    """Scores `predict` (a video -> ``(frame, {obj_id: bool [H, W]})`` for every
+    frame) on `videos`; writes masks, score files and overlays into `out_dir`
+    when given. Returns the summary (see `VOSEvaluator.__call__`)."""
+    if vis and out_dir is None:
+        raise EtamError("--vis needs an output folder (--out)")
+    scores: list[ObjectScore] = []
+    bar = tqdm(videos, desc="etam eval", unit="video", disable=not progress)
+    for video in bar:
+        frames = predict(video)
+        if out_dir is not None:
+            frames = _tee(frames, MaskWriter(out_dir, video).write)
+        scores += score_video(video, frames)
+        bar.set_postfix({"J&F": f"{summarize(scores, 0)['J&F']:.3f}"})
+    summary, rows = summarize(scores, len(videos)), per_video(scores)
+    if out_dir is not None:
+        write_scores(out_dir, summary, rows, scores)
+        if vis:
+            from etam_jax.evaluation.vis import write_vis
+
+            write_vis(out_dir, videos, rows, vis)
+    return summary
 
 
 def _tee(frames, consume):

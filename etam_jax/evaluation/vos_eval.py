@@ -182,7 +182,8 @@ def evaluate_videos(videos: list[VOSVideo], predict: Predict, out_dir: str | Pat
     return summary
 
 
-def _tee(frames, consume):
+def _tee(frames: Iterable, consume: Callable) -> Iterator:
+    """Passes `frames` through, handing each ``(frame, masks)`` to `consume` first."""
     for t, masks in frames:
         consume(t, masks)
         yield t, masks

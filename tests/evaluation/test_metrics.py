@@ -133,3 +133,12 @@ def test_against_brute_force(seed):
     assert region_similarity(gt, pred) == pytest.approx(ref_iou(gt, pred), abs=1e-12)
     assert boundary_f(gt, pred) == pytest.approx(ref_f(gt, pred), abs=1e-12)
     assert 0 < boundary_f(gt, pred) < 1
+
+
+def test_masks_at_the_image_edges():
+    """The last row/column rules (and the corner that is never a boundary pixel)."""
+    corner, last_row, full = np.zeros((12, 15), bool), np.zeros((12, 15), bool), np.ones((12, 15), bool)
+    corner[-1, -1], last_row[-1, 3:] = True, True
+    for gt, pred in [(corner, last_row), (last_row, full), (full, corner), (corner, corner)]:
+        np.testing.assert_array_equal(boundary_map(gt), ref_boundary(gt))
+        assert boundary_f(gt, pred) == pytest.approx(ref_f(gt, pred), abs=1e-12)

@@ -182,13 +182,14 @@ class Checkpointer:
                 f"{self.directory}: no checkpoint at step {step}; saved steps: {steps[::-1]}"
             )
         candidates = steps if step is None else [step]
-        errors = []
+        errors, failed = [], []
         for s in candidates:
             state, error = self._try_restore(s, abstract_state, data_iterator)
             if not error:
-                self._quarantine([x for x in steps if x > s])
+                self._quarantine(failed)
                 return state
             errors.append(f"step {s}: {error}")
+            failed.append(s)
             log.warning("%s: checkpoint at step %d does not restore (%s)", self.directory, s, error)
         if not errors:
             return None  # a fresh workdir
@@ -253,8 +254,8 @@ class Checkpointer:
         return restored[STATE]
 
     def _quarantine(self, steps: list[int]) -> None:
-        """Moves checkpoints newer than the restored one aside: they did not
-        restore, and their step numbers would block the next saves."""
+        """Moves checkpoints that did not restore (all newer than the restored
+        one) aside: their step numbers would block the next saves."""
         if not steps:
             return
         if jax.process_index() == 0:

@@ -218,6 +218,13 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path, state8, caplog, corrupt
         assert ckpt.save(3, state8)
 
 
+def test_restore_a_chosen_step_keeps_the_newer_ones(tmp_path, state8):
+    _save_steps(tmp_path, state8, [1, 2])
+    with checkpoints.Checkpointer(tmp_path, _cfg(), MODEL) as ckpt:
+        assert int(ckpt.restore(_abstract(state8), step=1).step) == 1
+        assert ckpt.all_steps() == [1, 2]
+
+
 @QUIET_FAILED_READS
 def test_no_checkpoint_restores_is_a_clear_error(tmp_path, state8):
     _save_steps(tmp_path, state8, [1, 2])

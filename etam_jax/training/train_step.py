@@ -105,15 +105,17 @@ def state_shardings(abstract_state: TrainState, mesh: Mesh) -> TrainState:
     return sharding.tree_shardings(abstract_state, mesh)
 
 
-def init_state(
+def plan_state(
     build_fn: Callable[[], nnx.Module],
     cfg: ml_collections.ConfigDict,
     mesh: Mesh,
-) -> tuple[TrainState, TrainState]:
-    """A freshly initialised, sharded `TrainState` (no full copy on one device).
+) -> tuple[Callable[[], TrainState], TrainState, TrainState]:
+    """How to make the state, without computing it.
 
     Returns:
-      ``(state, shardings)``.
+      ``(init, abstract, shardings)``: ``init()`` builds a step-0 state (run it under
+      ``jit(out_shardings=shardings)``), ``abstract`` has ``ShapeDtypeStruct`` leaves
+      carrying their target sharding (what a checkpoint restore needs).
     """
     graphdef, abstract_params, _ = sharding.abstract_model_and_shardings(build_fn, mesh)
     tx = make_tx(cfg, abstract_params)
@@ -125,6 +127,23 @@ def init_state(
 
     abstract = jax.eval_shape(init)
     shardings = state_shardings(abstract, mesh)
+    abstract = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+    )
+    return init, abstract, shardings
+
+
+def init_state(
+    build_fn: Callable[[], nnx.Module],
+    cfg: ml_collections.ConfigDict,
+    mesh: Mesh,
+) -> tuple[TrainState, TrainState]:
+    """A freshly initialised, sharded `TrainState` (no full copy on one device).
+
+    Returns:
+      ``(state, shardings)``.
+    """
+    init, _, shardings = plan_state(build_fn, cfg, mesh)
     with jax.set_mesh(mesh):
         state = jax.jit(init, out_shardings=shardings)()
     return state, shardings

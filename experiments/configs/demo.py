@@ -1,0 +1,50 @@
+"""A small EfficientTAM trained on generated data on a 2-core CPU in minutes.
+
+SA-V-style clips interleaved with SA-1B-style images (``etam data synth``),
+validation J&F on held-out generated DAVIS-layout videos before and after
+training. ``scripts/demo.sh`` runs it::
+
+    etam data synth --out DATA --kinds sa1b,sav --seed 0
+    etam data synth --out VAL --kinds davis --seed 1
+    etam train --config experiments/configs/demo.py --workdir RUN \
+        --config.data.sources.sav.path=DATA/sav --config.data.sources.sa1b.path=DATA/sa1b \
+        --config.eval.data=VAL/davis
+
+The model is efficienttam_ti's architecture at 128 px with a 4-block trunk and
+a 2-layer memory attention (same parameter names; a smaller instance).
+"""
+
+from __future__ import annotations
+
+from experiments.configs import data_defaults
+from experiments.configs.base import get_base
+
+SIZE = 128
+
+
+def get_config(arg: str | None = None):
+    del arg
+    cfg = get_base("efficienttam_ti", "sav")
+    cfg.name = "demo"
+    cfg.model.image_size = SIZE
+    cfg.model.image_encoder.trunk.depth = 4
+    cfg.model.image_encoder.trunk.window_block_indexes = (0, 2)
+    cfg.model.memory_attention.num_layers = 2
+    cfg.prompts.num_correction_pt_per_frame = 2
+    cfg.remat = False
+    cfg.data.workers = 0
+    cfg.data.read_buffer = 4
+    cfg.data.mix_block = 8
+    cfg.data.augment.resolution = SIZE
+    cfg.data.sources.sav = data_defaults.source(weight=0.75, batch_size=2, num_frames=4, max_objects=2)
+    cfg.data.sources.sa1b = data_defaults.source(weight=0.25, batch_size=2, num_frames=1, max_objects=4)
+    o = cfg.optimizer
+    o.lr, o.encoder_lr, o.schedule = 1e-3, 1e-3, "cosine"
+    o.warmup_steps, o.total_steps, o.layer_decay, o.clip_norm = 20, 300, 1.0, 1.0
+    cfg.train.total_steps = o.total_steps
+    cfg.train.log_every = 10
+    cfg.checkpoint.every_steps = 100
+    cfg.checkpoint.keep = 2
+    cfg.eval.every_steps = 150
+    cfg.eval.at_start = True
+    return cfg

@@ -1,0 +1,1 @@
+"""Export of the tracker as serialized StableHLO (`etam export`)."""

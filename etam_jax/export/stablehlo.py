@@ -22,6 +22,11 @@ large constants make the StableHLO slow to serialise and compile.
 ``signatures.json`` lists every function's flat inputs and outputs (name,
 shape, dtype) in the order of the serialized program's arguments and results.
 
+Platforms: ``jax.export`` lowers for any of cpu/cuda/tpu from any machine,
+but the model picks its CPU-only query blocking of long attentions
+(``blocked_attention.auto_query_chunk``) from the backend it is traced on;
+the result is the same, but for speed export on the backend you serve from.
+
     exported = ExportedTracker.load(out_dir)
     feats = exported.call("encode_image", {"image": image})
 """

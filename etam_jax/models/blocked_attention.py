@@ -34,7 +34,7 @@ _MASKED_LOGIT = -0.7 * float(jnp.finfo(jnp.float32).max)
 def chunked_dot_product_attention(
     q: Float[Array, "b n h d"],
     k: Float[Array, "b m h d"],
-    v: Float[Array, "b m h d"],
+    v: Float[Array, "b m h e"],
     chunk: int | None,
     *,
     bias: Float[Array, "b 1 1 m"] | None = None,
@@ -49,7 +49,7 @@ def chunked_dot_product_attention(
 
     Args:
       q: queries ``[B, N, H, D]``; ``chunk`` must divide ``N``.
-      k, v: keys and values ``[B, M, H, D]``.
+      k, v: keys ``[B, M, H, D]`` and values ``[B, M, H, E]`` (``E`` may differ from ``D``).
       chunk: query block size, or None.
       bias: per-key additive logit bias, ``[B, 1, 1, M]`` (broadcast over heads and queries).
       mask: per-key bool mask, ``[B, 1, 1, M]``; masked keys get a very negative
@@ -61,10 +61,12 @@ def chunked_dot_product_attention(
         only the values of the blocks attended (zeros if none).
 
     Returns:
-      ``[B, N, H, D]``.
+      ``[B, N, H, E]``.
     """
     if not chunk or chunk >= q.shape[1]:
-        return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask)
+        if v.shape[-1] == q.shape[-1]:  # (dot_product_attention wants one head size)
+            return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask)
+        chunk, key_block = q.shape[1], None  # one block of every query and key
     blocks = rearrange(q * q.shape[-1] ** -0.5, "b (c m) h d -> c b h m d", m=chunk)
     k, v = (rearrange(x, "b n h d -> b h n d") for x in (k, v))
     key_bias = _key_bias(bias, mask)
@@ -87,7 +89,7 @@ class _Softmax(NamedTuple):
 
     top: jax.Array  # [b, h, c] float32
     total: jax.Array  # [b, h, c] float32
-    acc: jax.Array  # [b, h, c, d] float32
+    acc: jax.Array  # [b, h, c, e] float32
 
 
 def _absorb(state: _Softmax, q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array) -> _Softmax:
@@ -128,9 +130,9 @@ def _block_skipping(
     )  # [n]: attended by some batch element
 
     def attend(q: jax.Array) -> jax.Array:
-        b, h, c, d = q.shape
+        b, h, c, _ = q.shape
         state = _Softmax(
-            jnp.full((b, h, c), -jnp.inf), jnp.zeros((b, h, c)), jnp.zeros((b, h, c, d))
+            jnp.full((b, h, c), -jnp.inf), jnp.zeros((b, h, c)), jnp.zeros((b, h, c, v.shape[-1]))
         )
         if split < k.shape[2]:
             state = _absorb(state, q, k[:, :, split:], v[:, :, split:], key_bias[..., split:])

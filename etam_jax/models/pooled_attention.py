@@ -223,11 +223,12 @@ class MemoryCrossAttention(Attention):
         q = apply_rope(self._heads(self.q_proj(x)), *rope)
         # As apply_rotary_enc(repeat_freqs_k=True): every memory frame is rotated like the queries.
         k = apply_rope(self._heads(self.k_proj(bank.keys)), *rope)
-        v = self._heads(self.v_proj(bank.values))
-        k, v, bias, mask = spatial_keys(k, v, bank.valid, grid, self.pool_window, self.pool_correction)
+        fold = rng is None or self.dropout == 0.0
+        values = self._raw_values if fold else lambda t: self._heads(self.v_proj(t))
+        k, v, bias, mask = spatial_keys(k, values(bank.values), bank.valid, grid, self.pool_window, self.pool_correction)
         # Object-pointer tokens: no RoPE, no pooling, appended after the spatial memory.
         k = jnp.concatenate([k, self._heads(self.k_proj(bank.ptr_keys))], axis=1)
-        v = jnp.concatenate([v, self._heads(self.v_proj(bank.ptr_values))], axis=1)
+        v = jnp.concatenate([v, values(bank.ptr_values)], axis=1)
         mask = jnp.concatenate([mask, bank.ptr_valid], axis=1)[:, None, None, :]
         if self.pool_window > 1 and self.pool_correction == "eq5":
             bias = jnp.concatenate([bias, jnp.zeros(bank.ptr_valid.shape, jnp.float32)], axis=1)[:, None, None, :]
@@ -239,4 +240,21 @@ class MemoryCrossAttention(Attention):
         pooled = self.pool_window > 1 and bank.keys.shape[1] > 1
         key_block = math.gcd(grid * grid // (self.pool_window**2 if pooled else 1), CPU_KEY_BLOCK)
         out = attend(q, k, v, bias=bias, mask=mask, dropout_rate=self.dropout, rng=rng, key_block=key_block)
-        return self.merge_heads_and_project(out)
+        return self.merge_heads_and_project(self._project_values(out) if fold else out)
+
+    def _raw_values(self, x: jax.Array) -> jax.Array:
+        """[..., kv_in_dim] -> [..., heads, kv_in_dim]: every head weights the raw memory.
+
+        Without attention dropout every softmax row sums to 1, so P @ (m W + b) = (P @ m) W + b:
+        the weighted sum runs over the kv_in_dim raw channels (64 instead of 256 projected: a
+        quarter of that work, and no v_proj over the ~28k memory tokens), then
+        :meth:`_project_values` applies v_proj to the output. Dropped-out rows no longer sum
+        to 1, so training with dropout projects the values first, as the official module.
+        """
+        return jnp.broadcast_to(x[..., None, :], (*x.shape[:-1], self.num_heads, x.shape[-1]))
+
+    def _project_values(self, out: jax.Array) -> jax.Array:
+        """Each head's v_proj columns on its weighted raw values: [B, N, H, kv] -> [B, N, H, D]."""
+        kernel = self.v_proj.kernel[...].astype(out.dtype).reshape(out.shape[-1], self.num_heads, -1)
+        bias = self.v_proj.bias[...].astype(out.dtype).reshape(self.num_heads, -1)
+        return jnp.einsum("bnhk,khd->bnhd", out, kernel) + bias

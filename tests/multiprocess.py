@@ -6,7 +6,7 @@ each with ``devices_per_process`` fake CPU devices. The target is a
 ``module:function`` called as ``function(coordinator_address, num_processes,
 process_id, **kwargs)``; what it returns (JSON-serialisable) comes back per
 process. The target calls ``initialize`` itself, so it can check what runs
-before and after.
+before and after; the child calls ``jax.distributed.shutdown()`` after it.
 
 A child that fails or hangs takes the others down: they would otherwise wait
 in collectives until the distributed heartbeat times out.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import faulthandler
 import importlib
 import json
 import os
@@ -85,6 +86,11 @@ def _wait_all(procs: list[subprocess.Popen], timeout: float) -> bool:
         if all(c == 0 for c in codes):
             return True
         time.sleep(0.05)
+    else:  # timed out: have the live children print their Python stacks first
+        for p in procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGUSR1)
+        time.sleep(1.0)
     _kill(procs)
     return False
 
@@ -150,6 +156,7 @@ def run_processes(
 
 def _child_main(argv: list[str]) -> None:
     target, address, num_processes, process_id, kwargs = argv
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks of a hung child
     from absl import flags
 
     flags.FLAGS.mark_as_parsed()  # grain reads absl flags (as tests/conftest.py)
@@ -157,6 +164,13 @@ def _child_main(argv: list[str]) -> None:
     function = getattr(importlib.import_module(module_name), function_name)
     result = function(address, int(num_processes), int(process_id), **json.loads(kwargs))
     print(_RESULT + json.dumps(result), flush=True)
+    import jax
+
+    jax.distributed.shutdown()  # a barrier: no process leaves while others still need it
+    sys.stderr.flush()
+    # Skip interpreter teardown: under load, process 0 (the coordinator) now and
+    # then hung for good while garbage-collecting the distributed runtime at exit.
+    os._exit(0)
 
 
 if __name__ == "__main__":

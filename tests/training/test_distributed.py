@@ -38,7 +38,7 @@ def cross_process_job(coordinator_address: str, num_processes: int, process_id: 
     weights = jnp.arange(batch.shape[0], dtype=jnp.float32)[:, None]
     total, weighted = jax.jit(lambda x: (x.sum(), (x * weights).sum()))(batch)
     gathered = multihost_utils.process_allgather(local_rows(process_id))
-    result = {
+    return {
         "started": started,
         "info": [info.index, info.count, len(info.local_devices), info.global_device_count],
         "platform": info.platform,
@@ -47,8 +47,6 @@ def cross_process_job(coordinator_address: str, num_processes: int, process_id: 
         "weighted": float(weighted),
         "gathered": np.asarray(gathered).tolist(),
     }
-    jax.distributed.shutdown()
-    return result
 
 
 def test_two_processes_compute_across_processes():

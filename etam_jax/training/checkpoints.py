@@ -109,7 +109,9 @@ class Checkpointer:
         config_name: str = "",
     ):
         _check_config(cfg)
-        self.directory = epath.Path(workdir).absolute() / SUBDIR
+        path = epath.Path(workdir)
+        # gs:// (any scheme) paths are absolute already; .absolute() would prefix the cwd.
+        self.directory = (path if "://" in str(workdir) else path.absolute()) / SUBDIR
         self.model_name = model_name
         self.config_name = config_name
         self.every_steps = cfg.every_steps

@@ -32,12 +32,18 @@ def main(argv: list[str]) -> int:
     # pylint: disable=import-outside-toplevel
     from etam_jax.training import distributed
 
-    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    multi = distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
     from etam_jax.training.train_loop import Trainer
 
-    last = Trainer(cfg, args.workdir).run()
+    try:
+        last = Trainer(cfg, args.workdir).run()
+    finally:
+        if multi:  # a clean exit of every process (a coordinator left alone can hang at exit)
+            import jax
+
+            jax.distributed.shutdown()
     if last:
-        print(json.dumps({k: v for k, v in last.items()}, default=str))
+        print(json.dumps(last, default=str))
     return 0

@@ -253,12 +253,32 @@ class ImagePredictor:
             )
         return np.moveaxis(mask, 1, -1)  # [B, 4g, 4g, 1]: channel-last for the prompt encoder
 
+    def decode(
+        self,
+        coords: np.ndarray | None,
+        labels: np.ndarray | None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[jax.Array, jax.Array]:
+        """The prompt encoder and mask decoder alone (``_predict`` before upsampling).
+
+        Args:
+          coords: ``[B, N, 2]`` float32 model-resolution pixels (see
+            :func:`~etam_jax.inference.image_transforms.transform_coords`).
+          labels: ``[B, N]`` int32 (box corners 2/3 first, then 1/0, -1 padding).
+          mask_input: ``[B, 4g, 4g, 1]`` low-res logits or None.
+          multimask_output: three masks instead of one.
+
+        Returns:
+          unclamped low-res logits ``[B, M, 4g, 4g]`` and IoU predictions ``[B, M]``.
+        """
+        return self._decode(
+            self._heads, self.get_image_embedding(), coords, labels, mask_input, multimask_output
+        )
+
     def _predict(self, coords, labels, mask, multimask_output: bool, return_logits: bool):
         """Decoder, upsampling to the original size, clamping and thresholding (``_predict``)."""
-        image_embed = self.get_image_embedding()
-        low_res, ious = self._decode(
-            self._heads, image_embed, coords, labels, mask, multimask_output
-        )
+        low_res, ious = self.decode(coords, labels, mask, multimask_output)
         masks = _upsample(low_res, self.orig_hw)
         if not return_logits:
             masks = (masks > self.mask_threshold).astype(jnp.float32)

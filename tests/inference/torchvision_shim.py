@@ -16,8 +16,16 @@ documents and implements them for the one case the predictor uses (an
 - ``Normalize(mean, std)``: ``(img - mean[:, None, None]) / std[:, None, None]``
   (torchvision ``_functional_tensor.normalize``).
 
-It stands in ONLY for torchvision's preprocessing; nothing of the model comes
-from here. ``install()`` registers it as ``torchvision`` in ``sys.modules``
+The official automatic mask generator also imports
+``torchvision.ops.boxes.batched_nms`` and ``box_area``; they are here too,
+as torchvision documents and implements them (``box_area``: ``(x1 - x0) *
+(y1 - y0)``; ``batched_nms``: the coordinate trick, each category's boxes
+offset by ``idx * (max coordinate + 1)``, then greedy ``nms``: boxes by score,
+descending, stable sort, dropping boxes whose IoU with a kept one is above
+the threshold).
+
+It stands in ONLY for torchvision's preprocessing and box ops; nothing of the
+model comes from here. ``install()`` registers it as ``torchvision`` in ``sys.modules``
 (only when the real one is not importable).
 """
 
@@ -75,10 +83,47 @@ class Normalize(torch.nn.Module):
         return tensor.sub(mean.view(-1, 1, 1)).div(std.view(-1, 1, 1))
 
 
+def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    """torchvision ``ops.boxes.box_area`` for ``[N, 4]`` (x0, y0, x1, y1)."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """torchvision ``ops.nms`` (the CPU kernel's greedy loop)."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    areas = box_area(boxes)
+    suppressed = torch.zeros(len(boxes), dtype=torch.bool)
+    keep = []
+    for i in order.tolist():
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        lt = torch.maximum(boxes[i, :2], boxes[:, :2])
+        rb = torch.minimum(boxes[i, 2:], boxes[:, 2:])
+        inter = (rb - lt).clamp(min=0).prod(dim=1)
+        suppressed |= inter / (areas[i] + areas - inter) > iou_threshold
+    return torch.tensor(keep, dtype=torch.int64)
+
+
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """torchvision ``ops.boxes.batched_nms`` (coordinate trick: categories never overlap)."""
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64)
+    offsets = idxs.to(boxes) * (boxes.max() + 1)
+    return nms(boxes + offsets[:, None], scores, iou_threshold)
+
+
 def _real_torchvision_works() -> bool:
     try:
         import torchvision.transforms  # noqa: F401
-    except (ImportError, OSError, RuntimeError, AttributeError):  # absent, or broken against torch
+    except (
+        ImportError,
+        OSError,
+        RuntimeError,
+        AttributeError,
+    ):  # absent, or broken against torch
         return False
     return True
 
@@ -89,8 +134,24 @@ def install() -> None:
         return
     root = types.ModuleType("torchvision")
     transforms = types.ModuleType("torchvision.transforms")
-    transforms.ToTensor, transforms.Resize, transforms.Normalize = ToTensor, Resize, Normalize
+    transforms.ToTensor, transforms.Resize, transforms.Normalize = (
+        ToTensor,
+        Resize,
+        Normalize,
+    )
     root.transforms = transforms
-    root.__path__ = []  # a package, so submodule imports resolve through sys.modules
+    ops = types.ModuleType("torchvision.ops")
+    boxes = types.ModuleType("torchvision.ops.boxes")
+    boxes.batched_nms, boxes.box_area, boxes.nms = batched_nms, box_area, nms
+    ops.boxes, ops.batched_nms, ops.box_area, ops.nms = (
+        boxes,
+        batched_nms,
+        box_area,
+        nms,
+    )
+    root.ops = ops
+    root.__path__ = ops.__path__ = []  # packages, so submodule imports resolve via sys.modules
     sys.modules["torchvision"] = root
     sys.modules["torchvision.transforms"] = transforms
+    sys.modules["torchvision.ops"] = ops
+    sys.modules["torchvision.ops.boxes"] = boxes

@@ -1,12 +1,12 @@
 """The sweep's bench stage: memory-attention cost of one point, as JSON.
 
-    python -m etam_jax.sweep.bench --model efficienttam_ti --image-size 1024 \
-        --window 2 --correction eq5 --out bench.json [--repeats 5]
+    python -m etam_jax.sweep.bench --model-config POINT/model_config.json --out bench.json [--repeats 5]
 
 Writes ``{"mem_attn_flops", "latency_ms", "compile_s", "grid", "slots",
-"ptr_tokens", "backend", "device_kind", "latency_of"}`` (see
-:mod:`etam_jax.sweep.cost`). Run in its own process by the sweep runner, so
-the runner never holds a JAX runtime while training runs.
+"ptr_tokens", "pool_window", "pool_correction", "backend", "device_kind",
+"latency_of"}`` (see :mod:`etam_jax.sweep.cost`) for the model config the
+point trained (:mod:`etam_jax.sweep.training_config`). Run in its own process
+by the sweep runner, so the runner never holds a JAX runtime while training runs.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 
 import jax
+import ml_collections
 
 from etam_jax.errors import EtamError
-from etam_jax.models.configs import feature_grid, get_model_config
+from etam_jax.models.configs import feature_grid
 from etam_jax.models.pooled_attention import check_pooling
 from etam_jax.sweep.cost import (
     bank_shapes,
@@ -27,22 +28,21 @@ from etam_jax.sweep.cost import (
     memory_attention_latency,
 )
 from etam_jax.sweep.files import write_json
+from etam_jax.sweep.training_config import read_model_config
 
-LATENCY_OF = "memory attention alone (jit, full bank, 1 object), median of --repeats calls after a compiling one"
+LATENCY_OF = "memory attention alone (jit, full bank, 1 object), median of the timed calls after a compiling one"
 
 
-def point_config(model: str, image_size: int, window: int, correction: str):
-    """The model config of a sweep point (pooling fields set and checked)."""
-    cfg = get_model_config(model, image_size)
-    check_pooling(window, correction, feature_grid(cfg))
-    cfg.memory_attention.pool_window = window
-    cfg.memory_attention.pool_correction = correction
+def stage_model_config(path: str | Path) -> ml_collections.ConfigDict:
+    """The point's model config from ``path``, its pooling checked against its feature grid."""
+    cfg = read_model_config(path)
+    ma = cfg.memory_attention
+    check_pooling(ma.pool_window, ma.pool_correction, feature_grid(cfg))
     return cfg
 
 
-def measure(model: str, image_size: int, window: int, correction: str, repeats: int) -> dict:
-    """The bench record of one point (see the module docstring)."""
-    cfg = point_config(model, image_size, window, correction)
+def measure(cfg: ml_collections.ConfigDict, repeats: int) -> dict:
+    """The bench record of a model config (see the module docstring)."""
     seconds, compile_s = memory_attention_latency(cfg, repeats)
     shapes = bank_shapes(cfg, feature_grid(cfg))
     return {
@@ -52,6 +52,8 @@ def measure(model: str, image_size: int, window: int, correction: str, repeats: 
         "grid": feature_grid(cfg),
         "slots": shapes["memory"].shape[1],
         "ptr_tokens": shapes["ptr"].shape[1],
+        "pool_window": cfg.memory_attention.pool_window,
+        "pool_correction": cfg.memory_attention.pool_correction,
         "backend": jax.default_backend(),
         "device_kind": jax.devices()[0].device_kind,
         "latency_of": LATENCY_OF,
@@ -62,15 +64,12 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="python -m etam_jax.sweep.bench", description=__doc__.split("\n\n")[0]
     )
-    p.add_argument("--model", required=True)
-    p.add_argument("--image-size", type=int, required=True)
-    p.add_argument("--window", type=int, required=True)
-    p.add_argument("--correction", required=True)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--model-config", required=True, help="JSON model config (model_config.json)")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls (the median is reported)")
     p.add_argument("--out", required=True, help="JSON file to write")
     args = p.parse_args(argv)
     try:
-        record = measure(args.model, args.image_size, args.window, args.correction, args.repeats)
+        record = measure(stage_model_config(args.model_config), args.repeats)
     except EtamError as e:
         print(f"sweep bench: error: {e}", file=sys.stderr)
         return 1

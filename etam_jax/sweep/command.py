@@ -21,7 +21,7 @@ from pathlib import Path
 from etam_jax.errors import EtamError
 from etam_jax.sweep.definition import Sweep, load_sweep, select_points
 from etam_jax.sweep.files import read_json
-from etam_jax.sweep.launch import LAUNCHERS, launch_lines
+from etam_jax.sweep.launch import LAUNCHERS, TpuTarget, launch_lines
 from etam_jax.sweep.results import write_results
 from etam_jax.sweep.runner import RESULT_FILE, run_sweep
 
@@ -43,6 +43,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--tpu-name", help="--emit-launch tpu: the TPU VM (pod) name")
     p.add_argument("--zone", help="--emit-launch tpu: its zone")
+    p.add_argument("--accelerator-type", help="--emit-launch tpu: v5p-32, v4-8, ...")
+    p.add_argument(
+        "--launch-arg",
+        action="append",
+        default=[],
+        help="--emit-launch tpu: extra launcher flag, e.g. --launch-arg=--spot (repeatable)",
+    )
     return p.parse_args(argv)
 
 
@@ -59,17 +66,11 @@ def main(argv: list[str]) -> int:
     if args.emit_launch:
         url = "://" in args.workdir  # a bucket every TPU host sees: kept as given
         workdir = args.workdir if url else str(Path(args.workdir).absolute())
-        for line in launch_lines(
-            args.emit_launch, sweep, points, workdir, args.data, args.tpu_name, args.zone
-        ):
+        tpu = TpuTarget(args.tpu_name, args.zone, args.accelerator_type, tuple(args.launch_arg))
+        for line in launch_lines(args.emit_launch, points, workdir, args.data, tpu):
             print(line)
         return 0
     workdir = Path(args.workdir).absolute()
-    pending = [p for p in points if not (workdir / p.name / RESULT_FILE).is_file()]
-    if pending and not Path(sweep.base_config).is_file():
-        raise EtamError(
-            f"{args.sweep}: base config {sweep.base_config} not found (run from the checkout root)"
-        )
     failed = run_sweep(sweep, points, workdir, args.data)
     rows = collect_rows(sweep, workdir)
     if rows:

@@ -10,13 +10,13 @@ and ``eval_data`` may hold ``{data}``, replaced by ``etam sweep --data DIR``
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import re
 from pathlib import Path
 from typing import Any
 
 from etam_jax.errors import EtamError
 from etam_jax.models.configs import MODEL_NAMES, POOL_CORRECTIONS
+from etam_jax.sweep.files import import_file
 
 DATA_PLACEHOLDER = "{data}"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -28,6 +28,7 @@ class Point:
 
     Attributes:
       name: folder name under the sweep's workdir (letters, digits, ``_.-``).
+      config: training config file (``get_config()``), relative to the checkout root.
       model: official model name (``efficienttam_ti``, ...).
       image_size: training and evaluation resolution.
       window: ``memory_attention.pool_window`` (1 = no pooling).
@@ -37,6 +38,7 @@ class Point:
     """
 
     name: str
+    config: str
     model: str
     image_size: int
     window: int
@@ -46,45 +48,51 @@ class Point:
 
 @dataclasses.dataclass(frozen=True)
 class Sweep:
-    """A list of points trained from one base config and evaluated on one dataset.
+    """A list of points evaluated on one dataset.
 
     Attributes:
-      base_config: training config file, relative to the checkout root.
       points: the runs, names unique.
-      eval_data: DAVIS-layout folder for ``etam eval --data`` (may hold ``{data}``).
+      eval_data: DAVIS-layout folder for the eval stage (may hold ``{data}``).
     """
 
-    base_config: str
     points: tuple[Point, ...]
     eval_data: str
 
 
 def pooling_point(
-    model: str, image_size: int, window: int, correction: str, common: dict[str, Any]
+    model: str, config: str, image_size: int, pooling: tuple[int, str], common: dict[str, Any]
 ) -> Point:
-    """The point training ``model`` at ``image_size`` with memory pooling ``window``/``correction``.
+    """The point training ``model`` from ``config`` at ``image_size`` with memory pooling.
 
-    Named ``<trunk>_w<window>_<correction>`` (``ti_w2_eq5``); the model
-    fields are the overrides ``model.name``, ``model.image_size``,
-    ``model.memory_attention.pool_window`` and ``...pool_correction``, after ``common``.
+    Args:
+      model: official model name; ``config`` must build this model.
+      config: training config file.
+      image_size: resolution of the model and of the augmented training data.
+      pooling: ``(pool_window, pool_correction)``.
+      common: overrides shared by the sweep's points (applied first).
+
+    Named ``<trunk>_w<window>_<correction>`` (``ti_w2_eq5``); the overrides
+    after ``common`` are ``model.name``, ``model.image_size``,
+    ``data.augment.resolution``, ``model.memory_attention.pool_window`` and
+    ``model.memory_attention.pool_correction``.
     """
+    window, correction = pooling
     if model not in MODEL_NAMES:
         raise EtamError(f"sweep point: unknown model {model!r}; known: {', '.join(MODEL_NAMES)}")
     if correction not in POOL_CORRECTIONS or window < 1:
         raise EtamError(f"sweep point: bad pooling window {window} / correction {correction!r}")
-    trunk = MODEL_NAMES[model][0]
     overrides = dict(common)
     overrides.update(
         {
             "model.name": model,
             "model.image_size": image_size,
+            "data.augment.resolution": image_size,
             "model.memory_attention.pool_window": window,
             "model.memory_attention.pool_correction": correction,
         }
     )
-    return Point(
-        f"{trunk}_w{window}_{correction}", model, image_size, window, correction, overrides
-    )
+    name = f"{MODEL_NAMES[model][0]}_w{window}_{correction}"
+    return Point(name, config, model, image_size, window, correction, overrides)
 
 
 def override_flags(overrides: dict[str, Any], data: str | None) -> list[str]:
@@ -114,15 +122,7 @@ def fill_data(text: str, data: str | None) -> str:
 
 def load_sweep(path: str | Path, variant: str) -> Sweep:
     """Imports the sweep file at ``path`` and calls its ``get_sweep(variant)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise EtamError(f"{path}: no such sweep file")
-    spec = importlib.util.spec_from_file_location(f"etam_sweep_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_sweep"):
-        raise EtamError(f"{path}: a sweep file must define get_sweep(variant)")
-    sweep = module.get_sweep(variant)
+    sweep = import_file(Path(path), "get_sweep").get_sweep(variant)
     check_sweep(sweep, str(path))
     return sweep
 

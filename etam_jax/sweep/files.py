@@ -1,11 +1,14 @@
-"""Atomic file writes for the sweep: a killed run never leaves a half-written result."""
+"""Files of the sweep: atomic writes (a killed run never leaves a half-written result),
+JSON reads with errors naming the file, Python files imported by path."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 from etam_jax.errors import EtamError
 
@@ -37,3 +40,15 @@ def read_json(path: Path) -> dict:
     if not isinstance(record, dict):
         raise EtamError(f"{path}: expected a JSON object, found {type(record).__name__}")
     return record
+
+
+def import_file(path: Path, function: str) -> ModuleType:
+    """Imports the Python file at ``path``; EtamError unless it defines ``function``."""
+    if not path.is_file():
+        raise EtamError(f"{path}: no such file (paths are relative to the checkout root)")
+    spec = importlib.util.spec_from_file_location(f"etam_file_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, function):
+        raise EtamError(f"{path}: must define {function}()")
+    return module

@@ -2,9 +2,10 @@
 
 Layout under the sweep's workdir, per point ``P``::
 
+    P/model_config.json the model section of the point's training config (for eval and bench)
     P/train/            etam train --workdir (metrics.jsonl, checkpoints/)
     P/train.json        written when training exited 0 (the stage is then skipped)
-    P/eval/summary.json etam eval --out (the stage is skipped when present)
+    P/eval/summary.json python -m etam_jax.sweep.evaluate --out (skipped when present)
     P/bench.json        python -m etam_jax.sweep.bench --out (skipped when present)
     P/result.json       the point's table row; a point with it is skipped entirely
     P/logs/<stage>.log  each subprocess's stdout and stderr
@@ -26,6 +27,7 @@ from etam_jax.errors import EtamError
 from etam_jax.sweep.definition import Point, Sweep, fill_data, override_flags
 from etam_jax.sweep.files import read_json, write_json
 from etam_jax.sweep.results import point_row
+from etam_jax.sweep.training_config import MODEL_CONFIG_FILE, write_model_config
 
 RESULT_FILE = "result.json"
 _LOG_TAIL_LINES = 20
@@ -40,64 +42,42 @@ class Stage:
     done: Path
 
 
-def train_argv(sweep: Sweep, point: Point, train_dir: str | Path, data: str | None) -> list[str]:
+def train_argv(point: Point, train_dir: str | Path, data: str | None) -> list[str]:
     """``etam train`` arguments (without the program) for ``point``."""
-    return [
-        "train",
-        "--config",
-        sweep.base_config,
-        "--workdir",
-        str(train_dir),
-        *override_flags(point.overrides, data),
-    ]
+    overrides = override_flags(point.overrides, data)
+    return ["train", "--config", point.config, "--workdir", str(train_dir), *overrides]
 
 
-def eval_argv(sweep: Sweep, point: Point, point_dir: Path, data: str | None) -> list[str]:
-    """``etam eval`` arguments for ``point``: its trained weights at its resolution and pooling."""
+def eval_argv(sweep: Sweep, point_dir: Path, data: str | None) -> list[str]:
+    """Arguments of the eval stage (:mod:`etam_jax.sweep.evaluate`): the point's trained
+    weights in the model it trained (`etam eval` knows models by official name only)."""
     return [
-        "eval",
-        "--model", point.model,
+        "--model-config", str(point_dir / MODEL_CONFIG_FILE),
         "--checkpoint", str(point_dir / "train" / "checkpoints"),
         "--data", fill_data(sweep.eval_data, data),
         "--out", str(point_dir / "eval"),
-        "--image-size", str(point.image_size),
-        "--pool-window", str(point.window),
-        "--pool-correction", point.correction,
-    ]  # fmt: skip
-
-
-def bench_argv(point: Point, out: Path) -> list[str]:
-    """Arguments of the bench stage (:mod:`etam_jax.sweep.bench`) for ``point``."""
-    return [
-        "--model", point.model, "--image-size", str(point.image_size),
-        "--window", str(point.window), "--correction", point.correction, "--out", str(out),
     ]  # fmt: skip
 
 
 def point_stages(sweep: Sweep, point: Point, point_dir: Path, data: str | None) -> list[Stage]:
     """The three stages of ``point``, as commands run with this Python."""
-    etam = [sys.executable, "-m", "etam_jax.cli"]
+    python = [sys.executable, "-m"]
+    train = [*python, "etam_jax.cli", *train_argv(point, point_dir / "train", data)]
+    evaluate = [*python, "etam_jax.sweep.evaluate", *eval_argv(sweep, point_dir, data)]
+    bench_out = point_dir / "bench.json"
+    model_config = str(point_dir / MODEL_CONFIG_FILE)
+    bench = [
+        *python,
+        "etam_jax.sweep.bench",
+        "--model-config",
+        model_config,
+        "--out",
+        str(bench_out),
+    ]
     return [
-        Stage(
-            "train",
-            etam + train_argv(sweep, point, point_dir / "train", data),
-            point_dir / "train.json",
-        ),
-        Stage(
-            "eval",
-            etam + eval_argv(sweep, point, point_dir, data),
-            point_dir / "eval" / "summary.json",
-        ),
-        Stage(
-            "bench",
-            [
-                sys.executable,
-                "-m",
-                "etam_jax.sweep.bench",
-                *bench_argv(point, point_dir / "bench.json"),
-            ],
-            point_dir / "bench.json",
-        ),
+        Stage("train", train, point_dir / "train.json"),
+        Stage("eval", evaluate, point_dir / "eval" / "summary.json"),
+        Stage("bench", bench, bench_out),
     ]
 
 
@@ -119,6 +99,7 @@ def run_stage(stage: Stage, log: Path) -> float:
 def run_point(sweep: Sweep, point: Point, workdir: Path, data: str | None) -> dict:
     """Runs the stages of ``point`` not yet done and writes its ``result.json``; returns the row."""
     point_dir = workdir / point.name
+    write_model_config(point, point_dir)  # also checks every override names a config field
     for stage in point_stages(sweep, point, point_dir, data):
         if stage.done.exists():
             print(f"[{point.name}] {stage.name}: done before, skipped", flush=True)

@@ -6,37 +6,52 @@ model ti / s. Window 1 pools nothing, so a correction there changes nothing
 ``none``. That is 7 points per model. The official ``_1`` / ``_2`` checkpoints
 are the points ``w2_eq5`` / ``w2_eq6``.
 
-Variants (``etam sweep experiments/sweeps/memory_pooling.py --variant V``):
+Variants (``etam sweep experiments/sweeps/memory_pooling.py --variant V --data DIR``,
+DIR holding ``sa1b/``, ``sav/`` and ``davis/`` as ``etam data synth`` writes them):
 
-- ``full`` (default): ti and s at 1024, the base config's schedule (14 points).
-- ``local``: the 7 ti points at 256 px, a few dozen steps on ``etam data
-  synth`` data (``--data DIR``): a demo of the whole loop on one machine.
-- ``ci``: 2 ti points (w1_none, w2_eq5) at 128 px, 2 steps of tiny clips.
+- ``full`` (default): ti and s at 1024 with the paper's stage-2 configs
+  (``sav_ti.py`` / ``sav_s.py``), 14 points; evaluated on ``DIR/davis``.
+- ``local``: the 7 ti points with ``demo.py`` (the small ti-shaped model at
+  128 px that trains on generated data in minutes on a CPU).
+- ``ci``: 2 points (w1_none, w2_eq5) of an even smaller model (1 trunk
+  block, 1 memory-attention layer, 64 px), 2 training steps of 1-frame clips.
 """
 
 from __future__ import annotations
 
 from etam_jax.errors import EtamError
-from etam_jax.sweep.definition import Point, Sweep, pooling_point
+from etam_jax.sweep.definition import Sweep, pooling_point
 
-BASE_CONFIG = "experiments/configs/efficienttam.py"
-MODELS = ("efficienttam_ti", "efficienttam_s")
+CONFIGS = {
+    "efficienttam_ti": "experiments/configs/sav_ti.py",
+    "efficienttam_s": "experiments/configs/sav_s.py",
+}
+DEMO_CONFIG = "experiments/configs/demo.py"
 WINDOWS = (1, 2, 4)
 CORRECTIONS = ("none", "eq5", "eq6")
 
-# Data laid out as `etam data synth --out DIR` writes it (or real data arranged alike).
 _DATA = {"data.sources.sav.path": "{data}/sav", "data.sources.sa1b.path": "{data}/sa1b"}
-_SMALL = {
-    "data.workers": 0,
-    "data.sources.sav.num_frames": 2,
+# ci: 2 steps of one compiled shape (1-frame clips of 1 object from both sources: training then
+# never reads a memory, so this checks the machinery, not the ablation) on a 1-block trunk.
+_TINY = {
+    "train.total_steps": 2,
+    "optimizer.total_steps": 2,
+    "optimizer.warmup_steps": 1,
+    "train.log_every": 1,
+    "checkpoint.every_steps": 2,
+    "eval.at_start": False,
+    "eval.every_steps": 1000,
+    "data.sources.sav.batch_size": 1,
+    "data.sources.sav.num_frames": 1,
     "data.sources.sav.max_objects": 1,
+    "data.sources.sa1b.batch_size": 1,
     "data.sources.sa1b.max_objects": 1,
-}
-VARIANTS = {
-    # variant: (models, image size, windows, common overrides)
-    "full": (MODELS, 1024, WINDOWS, _DATA),
-    "local": (MODELS[:1], 256, WINDOWS, {**_DATA, **_SMALL, "train.num_steps": 40}),
-    "ci": (MODELS[:1], 128, (1, 2), {**_DATA, **_SMALL, "train.num_steps": 2}),
+    "prompts.num_init_cond_frames": 1,
+    "prompts.num_frames_to_correct": 1,
+    "prompts.num_correction_pt_per_frame": 1,
+    "model.image_encoder.trunk.depth": 1,
+    "model.image_encoder.trunk.window_block_indexes": (),
+    "model.memory_attention.num_layers": 1,
 }
 
 
@@ -53,15 +68,19 @@ def grid(models: tuple[str, ...], windows: tuple[int, ...]) -> list[tuple[str, i
 
 def get_sweep(variant: str = "full") -> Sweep:
     """The sweep of ``variant`` (``full`` | ``local`` | ``ci``)."""
-    if variant not in VARIANTS:
-        raise EtamError(
-            f"memory_pooling --variant: unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}"
-        )
-    models, image_size, windows, common = VARIANTS[variant]
-    points: list[Point] = [
-        pooling_point(model, image_size, window, correction, common)
-        for model, window, correction in grid(models, windows)
-    ]
-    if variant == "ci":  # two points: no pooling and the official _1 (w2, eq5)
-        points = [p for p in points if p.name in ("ti_w1_none", "ti_w2_eq5")]
-    return Sweep(base_config=BASE_CONFIG, points=tuple(points), eval_data="{data}/davis")
+    if variant == "full":
+        points = [
+            pooling_point(model, CONFIGS[model], 1024, (window, correction), _DATA)
+            for model, window, correction in grid(tuple(CONFIGS), WINDOWS)
+        ]
+    elif variant in ("local", "ci"):
+        common, size = ({**_DATA, **_TINY}, 64) if variant == "ci" else (_DATA, 128)
+        points = [
+            pooling_point(model, DEMO_CONFIG, size, (window, correction), common)
+            for model, window, correction in grid(("efficienttam_ti",), WINDOWS)
+        ]
+        if variant == "ci":  # no pooling, and the official _1 (window 2, eq5)
+            points = [p for p in points if p.name in ("ti_w1_none", "ti_w2_eq5")]
+    else:
+        raise EtamError(f"memory_pooling --variant: expected full, local or ci, found {variant!r}")
+    return Sweep(points=tuple(points), eval_data="{data}/davis")

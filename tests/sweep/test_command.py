@@ -14,8 +14,7 @@ def emitted(capsys, *args):
 
 
 def test_emit_local_prints_one_train_command_per_point(capsys, tmp_path):
-    lines = emitted(
-        capsys,
+    argv = [
         "--workdir",
         str(tmp_path),
         "--variant",
@@ -24,56 +23,44 @@ def test_emit_local_prints_one_train_command_per_point(capsys, tmp_path):
         "/d",
         "--emit-launch",
         "local",
-    )
+    ]
+    lines = emitted(capsys, *argv)
     assert len(lines) == 7 and all(line[:2] == ["etam", "train"] for line in lines)
     ti_w4_eq6 = lines[-1]
     assert ti_w4_eq6[ti_w4_eq6.index("--workdir") + 1] == str(tmp_path / "ti_w4_eq6" / "train")
-    assert "--config.model.memory_attention.pool_window=4" in ti_w4_eq6
-    assert "--config.model.memory_attention.pool_correction=eq6" in ti_w4_eq6
-    assert (
-        "--config.model.image_size=256" in ti_w4_eq6
-        and "--config.data.sources.sav.path=/d/sav" in ti_w4_eq6
-    )
+    assert ti_w4_eq6[ti_w4_eq6.index("--config") + 1] == "experiments/configs/demo.py"
+    for flag in (
+        "--config.model.memory_attention.pool_window=4",
+        "--config.model.memory_attention.pool_correction=eq6",
+        "--config.model.image_size=128",
+        "--config.data.sources.sav.path=/d/sav",
+    ):
+        assert flag in ti_w4_eq6
 
 
-def test_emit_tpu_wraps_the_train_command_and_keeps_a_bucket_workdir(capsys):
+def test_emit_tpu_runs_the_launcher_with_the_overrides_after_the_separator(capsys):
+    where = ["--tpu-name", "pod-1", "--zone", "us-east5-a", "--accelerator-type", "v5p-32"]
     lines = emitted(
-        capsys,
-        "--workdir",
-        "gs://b/sweep",
-        "--data",
-        "gs://b/data",
-        "--only",
-        "s_w2_eq5",
-        "--emit-launch",
-        "tpu",
-        "--tpu-name",
-        "pod-1",
-    )
+        capsys, "--workdir", "gs://b/sweep", "--data", "gs://b/data", "--only", "s_w2_eq5",
+        "--emit-launch", "tpu", *where, "--launch-arg=--spot",
+    )  # fmt: skip
     assert len(lines) == 1
-    launcher, train = lines[0][: lines[0].index("--")], lines[0][lines[0].index("--") + 1 :]
-    assert launcher == ["python", "scripts/launch_tpu.py", "--tpu-name", "pod-1"]
-    assert train[:2] == ["etam", "train"] and "gs://b/sweep/s_w2_eq5/train" in train
-    assert "--config.model.name=efficienttam_s" in train
+    sep = lines[0].index("--")
+    launcher, overrides = lines[0][:sep], lines[0][sep + 1 :]
+    assert launcher == [
+        "python", "scripts/launch_tpu.py", "--name", "pod-1", "--zone", "us-east5-a",
+        "--accelerator-type", "v5p-32", "--config", "experiments/configs/sav_s.py",
+        "--workdir", "gs://b/sweep/s_w2_eq5/train", "--spot",
+    ]  # fmt: skip
+    assert "--config.model.name=efficienttam_s" in overrides
+    assert "--config.data.sources.sav.path=gs://b/data/sav" in overrides
+    assert all(flag.startswith("--config.") for flag in overrides)
 
 
-def test_emit_tpu_without_a_name_is_an_error(capsys, tmp_path):
-    assert (
-        cli.main(
-            [
-                "sweep",
-                str(SWEEP_FILE),
-                "--workdir",
-                str(tmp_path),
-                "--data",
-                "/d",
-                "--emit-launch",
-                "tpu",
-            ]
-        )
-        == 1
-    )
-    assert "--tpu-name" in capsys.readouterr().err
+def test_emit_tpu_without_a_slice_is_an_error(capsys, tmp_path):
+    argv = ["sweep", str(SWEEP_FILE), "--workdir", str(tmp_path), "--data", "/d"]
+    assert cli.main([*argv, "--emit-launch", "tpu", "--tpu-name", "x"]) == 1
+    assert "--zone, --accelerator-type" in capsys.readouterr().err
 
 
 def test_a_rerun_with_every_point_finished_only_writes_the_tables(tmp_path):

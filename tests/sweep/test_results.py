@@ -78,7 +78,7 @@ def test_point_row_reads_eval_bench_and_last_logged_step(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
     records = [{"step": 10, "loss": 1.0}, {"step": 20, "val_J&F": 50.0}, {"step": 15, "loss": 0.5}]
     metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
-    point = Point("ti_w2_eq5", "efficienttam_ti", 128, 2, "eq5", {})
+    point = Point("ti_w2_eq5", "demo.py", "efficienttam_ti", 128, 2, "eq5", {})
     row = point_row(
         point, {"J&F": 61.5, "J": 60.0}, {"mem_attn_flops": 2.5e9, "latency_ms": 3.0}, metrics
     )

@@ -7,12 +7,14 @@ from etam_jax.sweep import runner
 from etam_jax.sweep.definition import Sweep, pooling_point
 from etam_jax.sweep.files import read_json, write_json
 from etam_jax.sweep.runner import Stage, run_sweep
+from tests.sweep.test_definition import ROOT
 
+DEMO = str(ROOT / "experiments" / "configs" / "demo.py")
 POINTS = tuple(
-    pooling_point("efficienttam_ti", 128, w, c, {"train.num_steps": 2})
-    for w, c in ((1, "none"), (2, "eq5"))
+    pooling_point("efficienttam_ti", DEMO, 128, pooling, {"train.total_steps": 2})
+    for pooling in ((1, "none"), (2, "eq5"))
 )
-SWEEP = Sweep(base_config="experiments/configs/x.py", points=POINTS, eval_data="{data}/davis")
+SWEEP = Sweep(points=POINTS, eval_data="{data}/davis")
 
 # Each fake stage logs its name to calls.txt and writes what the real one would.
 _SCRIPT = """
@@ -43,27 +45,29 @@ def fake_stages(calls, fail=""):
 
 
 def test_stage_commands_carry_the_point(tmp_path):
-    train, evaluate, bench = runner.point_stages(SWEEP, POINTS[1], tmp_path / "ti_w2_eq5", "/data")
+    point_dir = tmp_path / "ti_w2_eq5"
+    train, evaluate, bench = runner.point_stages(SWEEP, POINTS[1], point_dir, "/data")
     assert train.argv[1:] == [
-        "-m",
-        "etam_jax.cli",
-        "train",
-        "--config",
-        "experiments/configs/x.py",
-        "--workdir",
-        str(tmp_path / "ti_w2_eq5" / "train"),
-        "--config.train.num_steps=2",
+        "-m", "etam_jax.cli", "train", "--config", DEMO, "--workdir", str(point_dir / "train"),
+        "--config.train.total_steps=2",
         "--config.model.name=efficienttam_ti",
         "--config.model.image_size=128",
+        "--config.data.augment.resolution=128",
         "--config.model.memory_attention.pool_window=2",
         "--config.model.memory_attention.pool_correction=eq5",
-    ]
-    assert evaluate.argv[3:5] == ["eval", "--model"] and "/data/davis" in evaluate.argv
-    assert evaluate.done == tmp_path / "ti_w2_eq5" / "eval" / "summary.json"
-    assert (
-        bench.argv[bench.argv.index("--window") + 1] == "2"
-        and bench.done == tmp_path / "ti_w2_eq5" / "bench.json"
-    )
+    ]  # fmt: skip
+    assert evaluate.argv[1:] == [
+        "-m", "etam_jax.sweep.evaluate", "--model-config", str(point_dir / "model_config.json"),
+        "--checkpoint", str(point_dir / "train" / "checkpoints"), "--data", "/data/davis",
+        "--out", str(point_dir / "eval"),
+    ]  # fmt: skip
+    assert bench.argv[1:] == [
+        "-m", "etam_jax.sweep.bench", "--model-config", str(point_dir / "model_config.json"),
+        "--out", str(point_dir / "bench.json"),
+    ]  # fmt: skip
+    assert [s.done for s in (train, evaluate, bench)] == [
+        point_dir / "train.json", point_dir / "eval" / "summary.json", point_dir / "bench.json",
+    ]  # fmt: skip
 
 
 def test_finished_points_and_stages_are_skipped(tmp_path, monkeypatch):
@@ -76,6 +80,11 @@ def test_finished_points_and_stages_are_skipped(tmp_path, monkeypatch):
     assert calls.read_text().split() == ["train", "bench"]
     row = read_json(tmp_path / "ti_w2_eq5" / "result.json")
     assert row["J&F"] == 61.0 and row["mem_attn_gflops"] == 1.0 and row["window"] == 2
+    model = read_json(tmp_path / "ti_w2_eq5" / "model_config.json")  # what eval and bench build
+    assert (
+        model["memory_attention"]["pool_window"] == 2
+        and model["image_encoder"]["trunk"]["depth"] == 4
+    )
     assert json.loads((tmp_path / "ti_w2_eq5" / "train.json").read_text())["seconds"] > 0
     assert run_sweep(SWEEP, list(POINTS), tmp_path, None) == []  # all finished: nothing runs
     assert calls.read_text().split() == ["train", "bench"]

@@ -2,6 +2,9 @@
 
     etam segment --model NAME --checkpoint PATH --image FILE --prompts PROMPTS.json
                  --out DIR [--save-logits] [--multimask]
+    etam segment --model NAME --checkpoint PATH --image FILE --auto --out DIR
+                 [--points-per-side N] [--pred-iou-thresh T] [--stability-score-thresh T]
+                 [--crop-n-layers N] [--min-mask-region-area A] [...]
 
 PROMPTS.json is the `etam track` format without ``"frame"``: a list of
 ``{"obj_id", "points", "labels"}`` and/or ``"box"`` and/or ``"mask"`` (a
@@ -16,7 +19,10 @@ binary PNG of the image size), coordinates in original pixels. Writes
 
 The model is the official image predictor's: ``build_sam2`` defaults
 (``apply_postprocessing``: an unstable single mask falls back to the best of
-the three). ``--auto`` (automatic mask generation) comes in a later issue.
+the three). ``--auto`` instead of ``--prompts`` runs automatic mask generation
+(the official ``SAM2AutomaticMaskGenerator``, its defaults unless given) and
+writes ``DIR/masks.json`` (COCO RLE records with scores) and
+``DIR/overlay.png``; see :mod:`etam_jax.inference.auto_segment`.
 Output is written to a sibling temporary folder and renamed into place at the
 end, so ``DIR`` exists only when complete.
 """
@@ -31,6 +37,12 @@ import numpy as np
 from PIL import Image
 
 from etam_jax.errors import EtamError
+from etam_jax.inference.auto_segment import (
+    add_auto_arguments,
+    check_auto_flags,
+    generator_options,
+    run_auto,
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -45,9 +57,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--auto",
         action="store_true",
-        help="automatic mask generation instead of --prompts (not built yet: a later issue)",
+        help="automatic mask generation instead of --prompts",
     )
     p.add_argument("--image-size", type=int, default=None, help=argparse.SUPPRESS)
+    add_auto_arguments(p)
     return p.parse_args(argv)
 
 
@@ -58,7 +71,11 @@ def read_image(path: str) -> np.ndarray:
             return np.asarray(img.convert("RGB"))
     except FileNotFoundError:
         raise EtamError(f"--image {path}: no such file") from None
-    except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for unreadable images
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as e:  # PIL's errors for unreadable images
         raise EtamError(f"--image {path}: cannot read image ({e})") from None
 
 
@@ -90,27 +107,48 @@ def write_object(root: str, obj_id: int, logits: np.ndarray, scores: np.ndarray,
     return best
 
 
+def main_auto(args: argparse.Namespace) -> int:
+    """`etam segment --auto`: cheap checks, then the model, then the generator."""
+    from etam_jax.inference.output_dir import check_out_dir
+    from etam_jax.models.configs import get_model_config
+
+    get_model_config(args.model, args.image_size)  # a bad --model fails here
+    options = generator_options(args)
+    image = read_image(args.image)
+    check_out_dir(args.out)
+    check_checkpoint(args.checkpoint)
+    return run_auto(
+        args.out,
+        image,
+        load_image_model(args.model, args.checkpoint, args.image_size),
+        options,
+    )
+
+
+def check_checkpoint(path: str) -> None:
+    if not os.path.exists(path):
+        raise EtamError(f"--checkpoint {path}: no such file or directory")
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.auto == bool(args.prompts):
+        raise EtamError("give exactly one of --prompts PROMPTS.json and --auto")
     if args.auto:
-        raise EtamError(
-            "--auto: automatic mask generation is not built yet (a later issue); use --prompts"
-        )
-    if not args.prompts:
-        raise EtamError("--prompts PROMPTS.json is required")
+        return main_auto(args)
+    check_auto_flags(args)
     # Cheap checks first, so bad input fails before the model is loaded.
     from etam_jax.inference.image_predictor import ImagePredictor, ObjectPrompt
     from etam_jax.inference.image_transforms import mask_input_from_binary
-    from etam_jax.inference.prompts_io import load_prompts
     from etam_jax.inference.output_dir import AtomicOutputDir, check_out_dir
+    from etam_jax.inference.prompts_io import load_prompts
     from etam_jax.models.configs import get_model_config
 
     cfg = get_model_config(args.model, args.image_size)
     image = read_image(args.image)
     prompts = load_prompts(args.prompts, image.shape[:2])
     check_out_dir(args.out)
-    if not os.path.exists(args.checkpoint):
-        raise EtamError(f"--checkpoint {args.checkpoint}: no such file or directory")
+    check_checkpoint(args.checkpoint)
 
     predictor = ImagePredictor(load_image_model(args.model, args.checkpoint, args.image_size))
     predictor.set_image(image)

@@ -104,31 +104,36 @@ def assert_same_masks(ours: list[dict], ref: list[dict]) -> list[float]:
     return ious
 
 
-GRID = dict(points_per_side=8, points_per_batch=24, pred_iou_thresh=0.5, stability_score_thresh=0.1)
+GRID = {
+    "points_per_side": 8,
+    "points_per_batch": 24,  # 64 clicks: the last batch is padded
+    "pred_iou_thresh": 0.5,
+    "stability_score_thresh": 0.1,
+}
 
 
 @pytest.mark.parametrize(
     "options",
     [
-        pytest.param(dict(GRID, box_nms_thresh=1.0), id="grid"),
+        pytest.param({**GRID, "box_nms_thresh": 1.0}, id="grid"),
         pytest.param(
-            dict(
-                points_per_side=4,
-                pred_iou_thresh=0.0,
-                stability_score_thresh=0.0,
-                crop_n_layers=1,
-                min_mask_region_area=12,
-            ),
+            {
+                "points_per_side": 4,
+                "pred_iou_thresh": 0.0,
+                "stability_score_thresh": 0.0,
+                "crop_n_layers": 1,
+                "min_mask_region_area": 12,
+            },
             id="crops_cleanup",
         ),
         pytest.param(
-            dict(
-                points_per_side=4,
-                pred_iou_thresh=0.0,
-                stability_score_thresh=0.0,
-                box_nms_thresh=1.0,
-                use_m2m=True,
-            ),
+            {
+                "points_per_side": 4,
+                "pred_iou_thresh": 0.0,
+                "stability_score_thresh": 0.0,
+                "box_nms_thresh": 1.0,
+                "use_m2m": True,
+            },
             id="m2m",
         ),
     ],
@@ -145,3 +150,74 @@ def test_matches_official(models, monkeypatch, options):
     print(f"{len(ref)} masks, areas {areas}; official {t1 - t0:.1f} s, ours {t2 - t1:.1f} s")
     assert len(ref) >= 3, "too few masks survive: the test proves little"
     assert_same_masks(ours, ref)
+
+
+@pytest.fixture(scope="module")
+def cli_case(models, tmp_path_factory):
+    """A random-weight checkpoint (the `models` weights) and an image on disk."""
+    root = tmp_path_factory.mktemp("segment_auto")
+    torch.save({"model": models[0].state_dict()}, root / "w.pt")
+    Image.fromarray(smooth_image(HW, seed=SEED)).save(root / "img.png")
+    (root / "p.json").write_text(json.dumps([{"obj_id": 1, "points": [[5, 5]], "labels": [1]}]))
+    return root
+
+
+def segment(root, *extra, out="out"):
+    args = ["segment", "--model", "efficienttam_ti", "--checkpoint", str(root / "w.pt")]
+    args += ["--image", str(root / "img.png"), "--out", str(root / out)]
+    return cli.main([*args, "--image-size", str(SIZE), *extra])
+
+
+CLI_OPTIONS = {
+    "points_per_side": 4,
+    "pred_iou_thresh": 0.0,
+    "stability_score_thresh": 0.0,
+    "box_nms_thresh": 1.0,
+}
+
+
+def test_segment_auto_writes_masks_and_overlay(models, cli_case, monkeypatch):
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in CLI_OPTIONS.items()]
+    assert segment(cli_case, "--auto", *flags) == 0
+    out = cli_case / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["masks.json", "overlay.png"]
+    records = json.loads((out / "masks.json").read_text())
+    image = np.asarray(Image.open(cli_case / "img.png"))
+    ref = official_generate(models[0], image, monkeypatch, **CLI_OPTIONS)
+    assert len(ref) >= 3
+    assert_same_masks(records, ref)
+    for r in records:
+        assert set(r) == set(ref[0])
+        assert isinstance(r["segmentation"]["counts"], str)
+        assert r["area"] == decode(r).sum()
+    union = np.any([decode(r) for r in records], axis=0)
+    overlay = np.asarray(Image.open(out / "overlay.png"))
+    assert overlay.shape == image.shape
+    np.testing.assert_array_equal(overlay[~union], image[~union])  # only masks are painted
+    assert np.any(overlay[union] != image[union])
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--auto", "--prompts", "p.json"], "exactly one of --prompts"),
+        ([], "exactly one of --prompts"),
+        (["--auto", "--points-per-side", "0"], "--points-per-side: must be >= 1, found 0"),
+        (["--auto", "--pred-iou-thresh", "1.5"], "--pred-iou-thresh: must be in [0.0, 1.0]"),
+        (["--prompts", "p.json", "--crop-n-layers", "1"], "--crop-n-layers: only with --auto"),
+        (["--auto", "--image", "missing.png"], "missing.png: no such file"),
+        (["--auto", "--checkpoint", "missing.pt"], "--checkpoint"),
+    ],
+)
+def test_segment_auto_bad_input(cli_case, capsys, extra, message):
+    extra = [str(cli_case / a) if a.endswith((".json", ".png", ".pt")) else a for a in extra]
+    assert segment(cli_case, *extra, out="bad") == 1
+    assert message in capsys.readouterr().err
+    assert not (cli_case / "bad").exists()
+
+
+def test_segment_auto_refuses_non_empty_out(cli_case, capsys):
+    (cli_case / "full").mkdir()
+    (cli_case / "full" / "x").write_text("")
+    assert segment(cli_case, "--auto", out="full") == 1
+    assert "already exists and is not empty" in capsys.readouterr().err

@@ -103,7 +103,7 @@ def override_flags(overrides: dict[str, Any], data: str | None) -> list[str]:
 
 
 def _flag_value(value: Any) -> str:
-    """A flag value as ml_collections parses it: bools as true/false, others str()."""
+    """A flag value as `etam train`'s config loader parses it: bools as true/false, others str()."""
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)

@@ -6,6 +6,12 @@ model ti / s. Window 1 pools nothing, so a correction there changes nothing
 ``none``. That is 7 points per model. The official ``_1`` / ``_2`` checkpoints
 are the points ``w2_eq5`` / ``w2_eq6``.
 
+Cost column: XLA's FLOPs of the memory attention as implemented. With 7
+memory slots window 4 leaves 7 g^2/16 spatial keys, but the key buffer is
+g^2 long (it also holds the one-memory fallback, which attends unpooled:
+``pooled_attention.spatial_keys``), so window 4 costs g^2 + 64 keys per
+query, not 7 g^2/16 + 64.
+
 Variants (``etam sweep experiments/sweeps/memory_pooling.py --variant V --data DIR``,
 DIR holding ``sa1b/``, ``sav/`` and ``davis/`` as ``etam data synth`` writes them):
 

@@ -10,7 +10,7 @@ training. ``scripts/demo.sh`` runs it::
         --config.data.sources.sav.path=DATA/sav --config.data.sources.sa1b.path=DATA/sa1b \
         --config.eval.data=VAL/davis
 
-The model is efficienttam_ti's architecture at 128 px with a 4-block trunk and
+The model is efficienttam_ti's architecture at 64 px with a 4-block trunk and
 a 2-layer memory attention (same parameter names; a smaller instance).
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 from experiments.configs import data_defaults
 from experiments.configs.base import get_base
 
-SIZE = 128
+SIZE = 64
 
 
 def get_config(arg: str | None = None):

@@ -36,22 +36,9 @@ from etam_jax.convert.checkpoint_io import (
 from etam_jax.errors import EtamError
 from etam_jax.models.build import abstract_model
 from etam_jax.sweep.bench import stage_model_config
+from etam_jax.sweep.training_config import latest_step_dir
 
 STATE_ITEM = "state"  # the TrainState item of a training checkpoint step (training/checkpoints.py)
-
-
-def latest_step_dir(checkpoints: Path) -> Path:
-    """``checkpoints/<step>`` of the largest step (in-progress saves have no all-digit name)."""
-    steps = (
-        sorted((int(p.name), p) for p in checkpoints.iterdir() if p.name.isdigit())
-        if checkpoints.is_dir()
-        else []
-    )
-    if not steps:
-        raise EtamError(
-            f"{checkpoints}: no training checkpoint (expected step folders such as 1000/)"
-        )
-    return steps[-1][1]
 
 
 def train_params(checkpoints: Path) -> dict:

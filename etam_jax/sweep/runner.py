@@ -27,7 +27,11 @@ from etam_jax.errors import EtamError
 from etam_jax.sweep.definition import Point, Sweep, fill_data, override_flags
 from etam_jax.sweep.files import read_json, write_json
 from etam_jax.sweep.results import point_row
-from etam_jax.sweep.training_config import MODEL_CONFIG_FILE, write_model_config
+from etam_jax.sweep.training_config import (
+    MODEL_CONFIG_FILE,
+    check_trained,
+    write_model_config,
+)
 
 RESULT_FILE = "result.json"
 _LOG_TAIL_LINES = 20
@@ -107,7 +111,8 @@ def run_point(sweep: Sweep, point: Point, workdir: Path, data: str | None) -> di
         print(f"[{point.name}] {stage.name}: {shlex.join(stage.argv)}", flush=True)
         seconds = run_stage(stage, point_dir / "logs" / f"{stage.name}.log")
         if stage.name == "train":  # etam train writes no completion marker of its own
-            write_json(stage.done, {"seconds": seconds, "argv": stage.argv})
+            step = check_trained(point, point_dir / "train")
+            write_json(stage.done, {"seconds": seconds, "step": step, "argv": stage.argv})
         print(f"[{point.name}] {stage.name}: {seconds:.0f} s", flush=True)
     row = point_row(
         point,

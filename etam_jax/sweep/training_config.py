@@ -23,10 +23,45 @@ from etam_jax.training.config_loader import load_config
 MODEL_CONFIG_FILE = "model_config.json"
 
 
+def point_config(point: Point, sections: tuple[str, ...]) -> ml_collections.ConfigDict:
+    """``point``'s training config after its overrides of ``sections`` (the others as in the file;
+    data paths hold ``{data}`` and need not be resolved to read the model or the schedule)."""
+    chosen = {k: v for k, v in point.overrides.items() if k.split(".")[0] in sections}
+    return load_config(point.config, override_flags(chosen, None))
+
+
 def point_model_config(point: Point) -> ml_collections.ConfigDict:
-    """The ``model`` section of ``point``'s training config after its ``model.*`` overrides."""
-    model_overrides = {k: v for k, v in point.overrides.items() if k.startswith("model.")}
-    return load_config(point.config, override_flags(model_overrides, None)).model
+    """The ``model`` section of ``point``'s training config after its overrides."""
+    return point_config(point, ("model",)).model
+
+
+def latest_step_dir(checkpoints: Path) -> Path:
+    """``checkpoints/<step>`` of the largest step (in-progress saves have no all-digit name)."""
+    steps = (
+        [(int(p.name), p) for p in checkpoints.iterdir() if p.name.isdigit()]
+        if checkpoints.is_dir()
+        else []
+    )
+    if not steps:
+        raise EtamError(
+            f"{checkpoints}: no training checkpoint (expected step folders such as 1000/)"
+        )
+    return max(steps)[1]
+
+
+def check_trained(point: Point, train_dir: Path) -> int:
+    """The final step of ``point``'s run in ``train_dir``; EtamError if it stopped early.
+
+    `etam train` exits 0 after a preemption too (it saves and stops), so the
+    runner checks that the latest checkpoint is at ``train.total_steps``.
+    """
+    total = point_config(point, ("train",)).train.total_steps
+    step = int(latest_step_dir(train_dir / "checkpoints").name)
+    if step != total:
+        raise EtamError(
+            f"{train_dir}: training stopped at step {step} of {total} (preempted?); run again to resume"
+        )
+    return step
 
 
 def write_model_config(point: Point, point_dir: Path) -> Path:

@@ -16,12 +16,15 @@ POINTS = tuple(
 )
 SWEEP = Sweep(points=POINTS, eval_data="{data}/davis")
 
-# Each fake stage logs its name to calls.txt and writes what the real one would.
+# Each fake stage logs its name to calls.txt and writes what the real one would; train saves a
+# checkpoint at step `steps` (2 = the points' train.total_steps).
 _SCRIPT = """
 import json, pathlib, sys
-name, done, calls, fail = sys.argv[1:5]
+name, done, calls, fail, steps = sys.argv[1:6]
 with open(calls, "a") as f: f.write(name + "\\n")
 if fail == name: sys.exit(3)
+if name == "train":
+    (pathlib.Path(done).parent / "train" / "checkpoints" / steps).mkdir(parents=True)
 record = {"eval": {"J&F": 55.0}, "bench": {"mem_attn_flops": 1e9, "latency_ms": 2.0}}.get(name)
 if record:
     pathlib.Path(done).parent.mkdir(parents=True, exist_ok=True)
@@ -29,7 +32,7 @@ if record:
 """
 
 
-def fake_stages(calls, fail=""):
+def fake_stages(calls, fail="", steps=2):
     def stages(sweep, point, point_dir, data):
         done = {
             "train": point_dir / "train.json",
@@ -37,7 +40,7 @@ def fake_stages(calls, fail=""):
             "bench": point_dir / "bench.json",
         }
         return [
-            Stage(n, [sys.executable, "-c", _SCRIPT, n, str(d), str(calls), fail], d)
+            Stage(n, [sys.executable, "-c", _SCRIPT, n, str(d), str(calls), fail, str(steps)], d)
             for n, d in done.items()
         ]
 
@@ -85,7 +88,7 @@ def test_finished_points_and_stages_are_skipped(tmp_path, monkeypatch):
         model["memory_attention"]["pool_window"] == 2
         and model["image_encoder"]["trunk"]["depth"] == 4
     )
-    assert json.loads((tmp_path / "ti_w2_eq5" / "train.json").read_text())["seconds"] > 0
+    assert json.loads((tmp_path / "ti_w2_eq5" / "train.json").read_text())["step"] == 2
     assert run_sweep(SWEEP, list(POINTS), tmp_path, None) == []  # all finished: nothing runs
     assert calls.read_text().split() == ["train", "bench"]
 
@@ -101,3 +104,12 @@ def test_a_failed_stage_fails_its_point_only(tmp_path, monkeypatch):
     # A re-run resumes after the trained stage.
     assert run_sweep(SWEEP, list(POINTS), tmp_path, None) == []
     assert calls.read_text().split() == ["train", "eval"] * 2 + ["eval", "bench"] * 2
+
+
+def test_a_run_stopped_before_its_last_step_is_not_done(tmp_path, monkeypatch, capsys):
+    # `etam train` exits 0 when preempted, after saving the step it reached.
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setattr(runner, "point_stages", fake_stages(calls, steps=1))
+    assert run_sweep(SWEEP, list(POINTS[:1]), tmp_path, None) == ["ti_w1_none"]
+    assert "stopped at step 1 of 2" in capsys.readouterr().err
+    assert not (tmp_path / "ti_w1_none" / "train.json").exists() and calls.read_text() == "train\n"

@@ -83,10 +83,25 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _scatter(ax, rows: list[dict], key: str, label: str, models: list[str]) -> None:
+    """J&F against ``row[key]`` on ``ax``: one labelled marker per row (see :func:`plot`)."""
+    for row in rows:
+        color = _COLORS.get(row["correction"], "tab:gray")
+        face = "none" if models.index(row["model"]) > 0 else color
+        xy = (row[key], row["J&F"])
+        ax.scatter(
+            *xy, marker=_MARKERS.get(row["window"], "D"), s=60, edgecolors=color, facecolors=face
+        )
+        ax.annotate(row["point"], xy, textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(label)
+    ax.set_ylabel("J&F")
+    ax.grid(alpha=0.3)
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """J&F against memory-attention GFLOPs/frame and against ms/frame, one labelled marker per point.
 
-    Marker shape = pooling window, colour = correction, hollow = the second model (s).
+    Marker shape = pooling window, colour = correction, hollow = models after the first (s).
     """
     import matplotlib
 
@@ -94,32 +109,9 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
-    models = list(dict.fromkeys(row["model"] for row in rows))  # first model filled
-    for ax, key, label in (
-        (axes[0], "mem_attn_gflops", "memory attention GFLOPs / frame"),
-        (axes[1], "latency_ms", "memory attention ms / frame"),
-    ):
-        for row in rows:
-            color = _COLORS.get(row["correction"], "tab:gray")
-            hollow = models.index(row["model"]) > 0
-            ax.scatter(
-                row[key],
-                row["J&F"],
-                marker=_MARKERS.get(row["window"], "D"),
-                s=60,
-                edgecolors=color,
-                facecolors="none" if hollow else color,
-            )
-            ax.annotate(
-                row["point"],
-                (row[key], row["J&F"]),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=8,
-            )
-        ax.set_xlabel(label)
-        ax.set_ylabel("J&F")
-        ax.grid(alpha=0.3)
+    models = list(dict.fromkeys(row["model"] for row in rows))  # the first model filled
+    _scatter(axes[0], rows, "mem_attn_gflops", "memory attention GFLOPs / frame", models)
+    _scatter(axes[1], rows, "latency_ms", "memory attention ms / frame", models)
     legend = (
         "memory pooling: shape = window (o 1, square 2, ^ 4), colour = correction (none/eq5/eq6)"
     )

@@ -54,7 +54,8 @@ class MaskGenerator:
     """Generates masks for a whole image (``SAM2AutomaticMaskGenerator``; same defaults).
 
     Args:
-      model: an ``EfficientTAM`` with weights.
+      model: an ``EfficientTAM`` with weights, or an ``ImagePredictor`` of one
+        (its compiled encoder and decoder are reused).
       points_per_side: grid clicks per image side (exclusive with ``point_grids``).
       points_per_batch: clicks per model call (the static batch).
       pred_iou_thresh: keep masks whose predicted IoU is above it (0: no filter).
@@ -77,7 +78,7 @@ class MaskGenerator:
 
     def __init__(
         self,
-        model: nnx.Module,
+        model: nnx.Module | ImagePredictor,
         points_per_side: int | None = 32,
         points_per_batch: int = 64,
         pred_iou_thresh: float = 0.8,
@@ -106,7 +107,7 @@ class MaskGenerator:
                 points_per_side, crop_n_layers, crop_n_points_downscale_factor
             )
         self.point_grids = point_grids
-        self.predictor = ImagePredictor(model)
+        self.predictor = model if isinstance(model, ImagePredictor) else ImagePredictor(model)
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
         self.stability_score_thresh = stability_score_thresh

@@ -221,8 +221,7 @@ class MemoryCrossAttention(Attention):
         """
         check_pooling(self.pool_window, self.pool_correction, grid)
         q = apply_rope(self._heads(self.q_proj(x)), *rope)
-        # As apply_rotary_enc(repeat_freqs_k=True): every memory frame is rotated like the queries.
-        k = apply_rope(self._heads(self.k_proj(bank.keys)), *rope)
+        k = self._slot_keys(bank.keys, bank.valid, rope, slot_by_slot=auto_query_chunk(x.shape[1]) is not None)
         fold = rng is None or self.dropout == 0.0
         values = self._raw_values if fold else lambda t: self._heads(self.v_proj(t))
         k, v, bias, mask = spatial_keys(k, values(bank.values), bank.valid, grid, self.pool_window, self.pool_correction)
@@ -241,6 +240,27 @@ class MemoryCrossAttention(Attention):
         key_block = math.gcd(grid * grid // (self.pool_window**2 if pooled else 1), CPU_KEY_BLOCK)
         out = attend(q, k, v, bias=bias, mask=mask, dropout_rate=self.dropout, rng=rng, key_block=key_block)
         return self.merge_heads_and_project(self._project_values(out) if fold else out)
+
+    def _slot_keys(
+        self, keys: jax.Array, valid: jax.Array, rope: tuple[jax.Array, jax.Array], slot_by_slot: bool
+    ) -> jax.Array:
+        """k_proj and RoPE of the memory slots: [B, S, g*g, kv] -> [B, S, g*g, H, D].
+
+        As apply_rotary_enc(repeat_freqs_k=True): every memory frame is rotated like the
+        queries. With ``slot_by_slot`` (CPU), one slot at a time, and slots empty in every
+        batch element (early frames) are left zero instead of computed, as the official
+        code never sees them.
+        """
+        project = lambda x: apply_rope(self._heads(self.k_proj(x)), *rope)  # noqa: E731
+        if not slot_by_slot:
+            return project(keys)
+
+        def one(slot: tuple[jax.Array, jax.Array]) -> jax.Array:
+            x, alive = slot
+            out = jax.eval_shape(project, x)
+            return jax.lax.cond(alive, project, lambda x: jnp.zeros(out.shape, out.dtype), x)
+
+        return jnp.moveaxis(jax.lax.map(one, (jnp.moveaxis(keys, 1, 0), valid.any(axis=0))), 0, 1)
 
     def _raw_values(self, x: jax.Array) -> jax.Array:
         """[..., kv_in_dim] -> [..., heads, kv_in_dim]: every head weights the raw memory.

@@ -17,7 +17,12 @@ pooled. ``eq5`` adds ``ln(w * w)`` to the logits of pooled keys; ``eq6`` adds
 to its full, unpooled memory instead; the choice is made per element with
 ``jnp.where`` over one key buffer of ``max(g * g, S * g * g / w**2)`` tokens,
 so one attention serves both. On CPU that buffer is attended in blocks of one
-(pooled) slot, and blocks empty in every batch element are skipped.
+(pooled) slot, and blocks empty in every batch element are skipped (their keys
+are not even projected).
+
+Without attention dropout (inference), v_proj is applied after the softmax
+(rows sum to 1, so ``P @ (m W + b) = (P @ m) W + b``): the weighted sum runs
+over the 64 raw memory channels instead of 256 projected ones.
 """
 
 from __future__ import annotations
@@ -251,7 +256,7 @@ class MemoryCrossAttention(Attention):
         batch element (early frames) are left zero instead of computed, as the official
         code never sees them.
         """
-        project = lambda x: apply_rope(self._heads(self.k_proj(x)), *rope)  # noqa: E731
+        project = lambda x: apply_rope(self._heads(self.k_proj(x)), *rope)
         if not slot_by_slot:
             return project(keys)
 

@@ -36,9 +36,11 @@ resolution, B); ``prompt`` once per (rows, number of points, kind of
 prompt, is_init_cond), since SAM attends over every prompt token and
 padding points would change the result.
 
-Cost and capacity: every slot is attended whether valid or not (masked), so
-the memory attention costs as if the bank were full: ``num_cond_slots +
-num_maskmem - 1`` frames of ``g*g`` tokens. Size ``num_cond_slots`` to the
+Cost and capacity: on accelerators every slot is attended whether valid or
+not (masked), so the memory attention costs as if the bank were full:
+``num_cond_slots + num_maskmem - 1`` frames of ``g*g`` tokens; on CPU the
+slots empty for every object are skipped (no keys, no attention), as the
+official code never sees them. Size ``num_cond_slots`` to the
 largest number of conditioning frames any object will get (a predictor
 knows it from the prompts); a commit to a full conditioning group
 overwrites slot 0 (check with ``memory_bank.cond_slots_free``). The

@@ -30,8 +30,13 @@ from pycocotools import mask as mask_utils
 
 from etam_jax import cli
 from etam_jax.convert.naming import load_torch_arrays
+from etam_jax.inference import crop_boxes as crops
+from etam_jax.inference.box_nms import nms
 from etam_jax.inference.image_predictor import ImagePredictor
+from etam_jax.inference.mask_cleanup import remove_small_regions
 from etam_jax.inference.mask_generator import MaskGenerator
+from etam_jax.inference.mask_rle import coco_encode_rle, mask_to_rle, rle_to_mask
+from etam_jax.inference.mask_scores import mask_boxes, stability_score
 from etam_jax.models.build import build_model
 from tests.inference import torchvision_shim
 from tests.inference.test_image_predictor import smooth_image
@@ -227,3 +232,64 @@ def test_segment_auto_refuses_non_empty_out(cli_case, capsys):
     (cli_case / "full" / "x").write_text("")
     assert segment(cli_case, "--auto", out="full") == 1
     assert "already exists and is not empty" in capsys.readouterr().err
+
+
+# The host-side pieces alone, on inputs where the full pipeline rarely goes (against sam2.utils.amg).
+
+
+@pytest.mark.parametrize("hw,layers", [((96, 128), 1), ((1500, 2000), 2), ((77, 33), 3)])
+def test_crop_boxes_and_grids_match_official(hw, layers):
+    from sam2.utils import amg
+
+    assert crops.generate_crop_boxes(hw, layers, 512 / 1500) == amg.generate_crop_boxes(
+        hw, layers, 512 / 1500
+    )
+    for ours, ref in zip(
+        crops.build_all_layer_point_grids(10, layers, 2),
+        amg.build_all_layer_point_grids(10, layers, 2),
+    ):
+        np.testing.assert_array_equal(ours, ref)
+
+
+def random_masks(seed: int, n=12, hw=(23, 31)) -> np.ndarray:
+    """Blobby random masks, with an empty, a full and a one-pixel one."""
+    rng = np.random.default_rng(seed)
+    masks = scipy.ndimage.uniform_filter(rng.normal(size=(n, *hw)), size=(1, 5, 5)) > 0.1
+    masks[0], masks[1], masks[2] = False, True, False
+    masks[2, 5, 7] = True
+    return masks
+
+
+def test_rle_boxes_and_stability_match_official():
+    from sam2.utils import amg
+
+    masks = random_masks(0)
+    ours = mask_to_rle(masks)
+    assert ours == amg.mask_to_rle_pytorch(torch.from_numpy(masks))
+    for rle, mask in zip(ours, masks):
+        np.testing.assert_array_equal(rle_to_mask(rle), mask)
+        assert coco_encode_rle(rle) == amg.coco_encode_rle(rle)
+    ref_boxes = amg.batched_mask_to_box(torch.from_numpy(masks)).numpy()
+    np.testing.assert_array_equal(np.asarray(mask_boxes(masks)), ref_boxes)
+    logits = np.random.default_rng(1).normal(0, 3, (6, 40, 50)).astype(np.float32)
+    ref = amg.calculate_stability_score(torch.from_numpy(logits), 0.5, 1.0).numpy()
+    np.testing.assert_allclose(np.asarray(stability_score(logits, 0.5, 1.0)), ref, rtol=1e-6)
+
+
+def test_nms_and_cleanup_match_official(monkeypatch):
+    from sam2.utils.transforms import SAM2Transforms
+
+    rng = np.random.default_rng(2)
+    corners = rng.integers(0, 40, (60, 2, 2))
+    boxes = np.concatenate([corners.min(1), corners.max(1)], axis=1).astype(np.float32)
+    scores = rng.integers(0, 5, 60).astype(np.float32)  # many ties: order must be stable
+    for thresh in (0.3, 0.7):
+        ref = torchvision_shim.batched_nms(
+            torch.from_numpy(boxes), torch.from_numpy(scores), torch.zeros(60), thresh
+        )
+        np.testing.assert_array_equal(nms(boxes, scores, thresh), ref.numpy())
+    monkeypatch.setattr(sam2.utils.misc, "get_connected_components", scipy_connected_components)
+    logits = np.where(random_masks(3, hw=(32, 32)), 2.0, -2.0).astype(np.float32)
+    transforms = SAM2Transforms(32, mask_threshold=0.0, max_hole_area=6, max_sprinkle_area=6)
+    ref = transforms.postprocess_masks(torch.from_numpy(logits)[:, None], (32, 32))[:, 0]
+    np.testing.assert_allclose(remove_small_regions(logits, 6), ref.numpy(), atol=1e-5)

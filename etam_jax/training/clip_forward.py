@@ -31,7 +31,7 @@ from flax import nnx
 from etam_jax.inference.image_transforms import IMAGENET_MEAN, IMAGENET_STD
 from etam_jax.models import memory_bank as mb
 from etam_jax.models.efficienttam import EfficientTAM
-from etam_jax.models.sam_heads import use_mask_as_output
+from etam_jax.models.sam_heads import MASK_OUT_BIAS, MASK_OUT_SCALE, use_mask_as_output
 from etam_jax.models.tracker import _maskmem_pos_enc
 from etam_jax.training import losses
 from etam_jax.training import prompt_simulation as ps
@@ -82,12 +82,23 @@ class _Frame:
         self.labels = plan.point_labels[:, t].reshape((-1, plan.point_labels.shape[-1]))
         valid = batch["obj_valid"] & batch["frame_valid"][:, t, None]
         self.valid = valid.reshape(-1)
+        self.mask_prompt = plan.mask_prompt[t]
+
+
+def _high_res(model, out: TrainHeadOutputs, frame: _Frame, multi: bool) -> jax.Array:
+    """Image-size logits ``[N, 3 or 1, S, S]``. A GT-mask prompt's output is the exact
+    +-10 mask (``_use_mask_as_output``'s ``high_res_masks``, which the loss and the
+    memory encoder see), not the upsampled low-res mask."""
+    size = model.image_size
+    resized = out.high_res_multimasks(size) if multi else out.high_res_masks(size)
+    exact = frame.gt[:, None].astype(resized.dtype) * MASK_OUT_SCALE + MASK_OUT_BIAS
+    return jnp.where(frame.mask_prompt, jnp.broadcast_to(exact, resized.shape), resized)
 
 
 def _loss_terms(model, out: TrainHeadOutputs, frame: _Frame, num_objects, cfg):
     """Unweighted loss components (dict of scalars) of one prediction step."""
     _, parts = losses.multistep_losses(
-        out.high_res_multimasks(model.image_size),
+        _high_res(model, out, frame, multi=True),
         out.ious,
         out.object_score_logits,
         frame.gt,
@@ -175,7 +186,7 @@ def _frame_step(model, batch, feats, pos, plan, key, num_objects, cfg, bank, t):
 def _memorise(model, bank, frame: _Frame, out: TrainHeadOutputs, is_cond):
     """``_encode_new_memory`` (sigmoid of the final mask, training mode) into the bank."""
     rows = frame.raw.shape[0]
-    high_res = out.high_res_masks(model.image_size)
+    high_res = _high_res(model, out, frame, multi=False)
     mem = model.encode_new_memory(frame.raw, high_res, jnp.zeros((rows,), bool))
     mem = mem["vision_features"]
     mem = mem.reshape(rows, -1, mem.shape[-1]).astype(bank.cond_feats.dtype)

@@ -36,8 +36,12 @@ def heads():
     def run(params, feats, coords, labels, mask_in):
         model = nnx.merge(graphdef, params)
         train = train_sam_heads(model, feats, coords, labels, mask_in)
-        multi = forward_sam_heads(model, feats[:2], (coords[:2], labels[:2]), mask_in[:2], True)
-        single = forward_sam_heads(model, feats[2:], (coords[2:], labels[2:]), mask_in[2:], False)
+        multi = forward_sam_heads(
+            model, feats[:2], (coords[:2], labels[:2]), mask_in[:2], True
+        )
+        single = forward_sam_heads(
+            model, feats[2:], (coords[2:], labels[2:]), mask_in[2:], False
+        )
         return train, multi, single
 
     return params, lambda *a: jax.tree.map(np.asarray, run(*a))
@@ -55,16 +59,18 @@ def test_train_heads_match_static_heads_per_row(heads, seed):
     feats = rng.standard_normal((4, GRID, GRID, 256)).astype(np.float32)
     # Seed 1 feeds previous mask logits back (correction rounds); seed 0 has none
     # (zeros would still go through the mask path, so use large logits instead).
-    mask_in = (rng.standard_normal((4, 1, 4 * GRID, 4 * GRID)) * (5.0 if seed else 1.0)).astype(
-        np.float32
-    )
+    mask_in = (
+        rng.standard_normal((4, 1, 4 * GRID, 4 * GRID)) * (5.0 if seed else 1.0)
+    ).astype(np.float32)
     train, multi, single = run(params, feats, *_prompts(), mask_in)
     assert train.multimask_logits.shape == (4, 3, 4 * GRID, 4 * GRID)
     # Multimask rows: all three masks and IoUs; the chosen one by predicted IoU.
     _close(train.multimask_logits[:2], multi.low_res_multimasks, "multimasks")
     _close(train.ious[:2], multi.ious, "multimask ious")
     # Single-mask rows: the one mask and its IoU, repeated three times.
-    _close(train.multimask_logits[2:], np.repeat(single.low_res_multimasks, 3, 1), "single")
+    _close(
+        train.multimask_logits[2:], np.repeat(single.low_res_multimasks, 3, 1), "single"
+    )
     _close(train.ious[2:], np.repeat(single.ious, 3, 1), "single ious")
     for name in ("low_res_masks", "obj_ptr", "object_score_logits"):
         got = getattr(train, name)

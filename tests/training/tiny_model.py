@@ -36,7 +36,9 @@ def build(seed: int = 0) -> nnx.Module:
     return build_model(model_config(), rngs=nnx.Rngs(seed))
 
 
-def train_config(corrections: int = 1, lr: float | None = None) -> ml_collections.ConfigDict:
+def train_config(
+    corrections: int = 1, lr: float | None = None
+) -> ml_collections.ConfigDict:
     """A training config: default prompts/losses, SA-V optimizer with a short warm-up."""
     cfg = ml_collections.ConfigDict()
     cfg.seed = 0

@@ -20,7 +20,6 @@ with the command line, the JAX backend and the device kind.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import time
 import jax
 import numpy as np
 
+from etam_jax.bench.report import report_header, write_report
 from etam_jax.errors import EtamError
 
 STEADY_SKIP = 2  # yielded frames excluded from the steady state (compilation)
@@ -185,17 +185,11 @@ def main(argv: list[str]) -> int:
     for name in args.model:
         get_model_config(name)  # unknown names fail before any work
     timer = CompileTimer()
-    device = jax.devices()[0]
-    report = {"command": ["etam", "bench", "track", *argv], "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "jax_backend": jax.default_backend(), "device_kind": device.device_kind,
-              "steady_state_excludes_first_frames": STEADY_SKIP, "results": []}
+    report = {**report_header("track", argv), "steady_state_excludes_first_frames": STEADY_SKIP,
+              "results": []}
     with tempfile.TemporaryDirectory(prefix="etam_bench_track_") as workdir:
         vids = videos(args, workdir)
         for name in args.model:
             report["results"] += run_model(name, args, vids, timer)
-    out = args.out or os.path.join("bench_results", f"track_{time.strftime('%Y%m%d_%H%M%S')}.json")
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"etam bench track: wrote {out}")
+    write_report(report, args.out, "track")
     return 0

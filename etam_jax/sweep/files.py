@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +49,7 @@ def import_file(path: Path, function: str) -> ModuleType:
         raise EtamError(f"{path}: no such file (paths are relative to the checkout root)")
     spec = importlib.util.spec_from_file_location(f"etam_file_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses in the file look their module up there
     spec.loader.exec_module(module)
     if not hasattr(module, function):
         raise EtamError(f"{path}: must define {function}()")

@@ -3,8 +3,8 @@
 import shlex
 
 from etam_jax import cli
-from etam_jax.sweep.files import write_json
-from tests.sweep.test_definition import SWEEP_FILE
+from etam_jax.sweep.files import import_file, write_json
+from tests.sweep.test_definition import ROOT, SWEEP_FILE
 from tests.sweep.test_results import ROWS
 
 
@@ -55,6 +55,10 @@ def test_emit_tpu_runs_the_launcher_with_the_overrides_after_the_separator(capsy
     assert "--config.model.name=efficienttam_s" in overrides
     assert "--config.data.sources.sav.path=gs://b/data/sav" in overrides
     assert all(flag.startswith("--config.") for flag in overrides)
+    # The launcher's own parser reads the line as meant.
+    opts, _ = import_file(ROOT / "scripts" / "launch_tpu.py", "parse_args").parse_args(lines[0][2:])
+    assert (opts.name, opts.accelerator_type, opts.spot) == ("pod-1", "v5p-32", True)
+    assert opts.config == "experiments/configs/sav_s.py" and opts.train_args == tuple(overrides)
 
 
 def test_emit_tpu_without_a_slice_is_an_error(capsys, tmp_path):

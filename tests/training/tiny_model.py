@@ -2,7 +2,7 @@
 
 Compile time of the train step grows with the number of HLO ops, not with the
 widths, so the model keeps its real widths and loses depth. Parameters are
-initialised once per test process (`params`), on one device.
+initialised once per test process (`initial_state`), on one device.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from flax import nnx
 
 from etam_jax.models.build import build_model
 from etam_jax.models.configs import get_model_config
-from etam_jax.training import losses
+from etam_jax.training import losses, sharding
 from etam_jax.training import prompt_simulation as ps
 from etam_jax.training.optimizer import get_optimizer_config
+from etam_jax.training.train_step import init_state
 
 SIZE = 64
 
@@ -64,8 +65,5 @@ def graph_and_params() -> tuple[nnx.GraphDef, nnx.State]:
 def initial_state():
     """A step-0 `TrainState` of the reduced model on one device (cached: copy it
     before a donating train step), with `train_config` (``lr`` 1e-3)."""
-    from etam_jax.training import sharding
-    from etam_jax.training.train_step import init_state
-
     mesh = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
     return init_state(build, train_config(lr=1e-3), mesh)

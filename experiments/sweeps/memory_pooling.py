@@ -17,10 +17,10 @@ DIR holding ``sa1b/``, ``sav/`` and ``davis/`` as ``etam data synth`` writes the
 
 - ``full`` (default): ti and s at 1024 with the paper's stage-2 configs
   (``sav_ti.py`` / ``sav_s.py``), 14 points; evaluated on ``DIR/davis``.
-- ``local``: the 7 ti points with ``demo.py`` (the small ti-shaped model at
-  128 px that trains on generated data in minutes on a CPU).
-- ``ci``: 2 points (w1_none, w2_eq5) of an even smaller model (1 trunk
-  block, 1 memory-attention layer, 64 px), 2 training steps of 1-frame clips.
+- ``local``: the 7 ti points with ``demo.py`` (the small ti-shaped model
+  that trains on generated data in minutes on a CPU), at 128 px.
+- ``ci``: 2 points (w1_none, w2_eq5) with ``tiny.py`` (2 trunk blocks, 1
+  memory-attention layer, 64 px, 2-frame clips), 2 training steps.
 """
 
 from __future__ import annotations
@@ -37,27 +37,14 @@ WINDOWS = (1, 2, 4)
 CORRECTIONS = ("none", "eq5", "eq6")
 
 _DATA = {"data.sources.sav.path": "{data}/sav", "data.sources.sa1b.path": "{data}/sa1b"}
-# ci: 2 steps of one compiled shape (1-frame clips of 1 object from both sources: training then
-# never reads a memory, so this checks the machinery, not the ablation) on a 1-block trunk.
+# ci: experiments/configs/tiny.py (2-block trunk, 1 memory-attention layer, 64 px, 2-frame SA-V
+# clips of one object: one compiled step) for 2 steps.
+TINY_CONFIG = "experiments/configs/tiny.py"
 _TINY = {
+    "data.sources.sav.path": "{data}/sav",
     "train.total_steps": 2,
     "optimizer.total_steps": 2,
     "optimizer.warmup_steps": 1,
-    "train.log_every": 1,
-    "checkpoint.every_steps": 2,
-    "eval.at_start": False,
-    "eval.every_steps": 1000,
-    "data.sources.sav.batch_size": 1,
-    "data.sources.sav.num_frames": 1,
-    "data.sources.sav.max_objects": 1,
-    "data.sources.sa1b.batch_size": 1,
-    "data.sources.sa1b.max_objects": 1,
-    "prompts.num_init_cond_frames": 1,
-    "prompts.num_frames_to_correct": 1,
-    "prompts.num_correction_pt_per_frame": 1,
-    "model.image_encoder.trunk.depth": 1,
-    "model.image_encoder.trunk.window_block_indexes": (),
-    "model.memory_attention.num_layers": 1,
 }
 
 
@@ -80,9 +67,11 @@ def get_sweep(variant: str = "full") -> Sweep:
             for model, window, correction in grid(tuple(CONFIGS), WINDOWS)
         ]
     elif variant in ("local", "ci"):
-        common, size = ({**_DATA, **_TINY}, 64) if variant == "ci" else (_DATA, 128)
+        config, size, common = (
+            (TINY_CONFIG, 64, _TINY) if variant == "ci" else (DEMO_CONFIG, 128, _DATA)
+        )
         points = [
-            pooling_point(model, DEMO_CONFIG, size, (window, correction), common)
+            pooling_point(model, config, size, (window, correction), common)
             for model, window, correction in grid(("efficienttam_ti",), WINDOWS)
         ]
         if variant == "ci":  # no pooling, and the official _1 (window 2, eq5)

@@ -21,7 +21,9 @@ class TrainState:
     """Model parameters, optimizer state and counters.
 
     Attributes:
-      step: int32 scalar, optimizer updates applied so far.
+      step: int32 scalar, train steps taken (skipped non-finite steps included:
+        it picks the data and the rng, so a resumed run replays the same sequence;
+        the lr schedule follows the optimizer's own count of applied updates).
       params: ``nnx.State`` of the model (float32 masters).
       opt_state: the optax state of ``tx``.
       rng: PRNG key data ``uint32[2]`` (``jax.random.key_data``): the run's

@@ -76,7 +76,7 @@ def make_train_step(cfg: ml_collections.ConfigDict) -> Callable[..., tuple[Train
             return clip_loss(model, batch, rng, cfg)
 
         (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(trainable)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = state.tx.update(grads, state.opt_state, trainable)
         new_trainable = _keep_if(finite, optax.apply_updates(trainable, updates), trainable)

@@ -47,8 +47,13 @@ def make_run_mesh(cfg: ml_collections.ConfigDict) -> jax.sharding.Mesh:
     return sharding.make_mesh(shape)
 
 
-def batch_shapes(cfg: ml_collections.ConfigDict) -> dict[tuple[int, int], dict]:
-    """Global batch shapes per (frames, objects) signature, one per data source."""
+def batch_shapes(
+    cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None
+) -> dict[tuple[int, int], dict]:
+    """Global batch shapes per (frames, objects) signature, one per data source.
+
+    With ``mesh``, checks that every global batch splits over its batch axes.
+    """
     size = cfg.data.augment.resolution
     if size != cfg.model.image_size:
         raise EtamError(
@@ -56,8 +61,15 @@ def batch_shapes(cfg: ml_collections.ConfigDict) -> dict[tuple[int, int], dict]:
             f"({cfg.model.image_size})"
         )
     shapes = {}
-    for s in cfg.data.sources.values():
+    for name, s in cfg.data.sources.items():
         b, t, o = s.batch_size * jax.process_count(), s.num_frames, s.max_objects
+        ways = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
+        if b % ways:
+            raise EtamError(
+                f"global batch {b} ({name}: data.sources.{name}.batch_size={s.batch_size} x "
+                f"{jax.process_count()} processes) does not split over the mesh's data x fsdp = "
+                f"{ways} devices; change the batch size or --config.mesh.preset/shape"
+            )
         shapes[(t, o)] = {
             "frames": ((b, t, size, size, 3), np.uint8),
             "masks": ((b, t, o, size, size), np.bool_),
@@ -65,6 +77,12 @@ def batch_shapes(cfg: ml_collections.ConfigDict) -> dict[tuple[int, int], dict]:
             "frame_valid": ((b, t), np.bool_),
         }
     return shapes
+
+
+def local_value(x: jax.Array) -> np.ndarray:
+    """A replicated array's value from this process's copy (works across hosts,
+    where ``jax.device_get`` refuses arrays that are not fully addressable)."""
+    return np.asarray(x.addressable_data(0))
 
 
 def _signature(local: Mapping[str, np.ndarray]) -> tuple[int, int]:
@@ -90,7 +108,7 @@ class Trainer:
         init, abstract, shardings = plan_state(self.build_fn, self.cfg, self.mesh)
         state = self.ckpt.restore(abstract, self.data)
         if state is not None:
-            log.info("resumed from %s at step %d", self.ckpt.directory, int(state.step))
+            log.info("resumed from %s at step %d", self.ckpt.directory, int(local_value(state.step)))
             return state
         with jax.set_mesh(self.mesh):
             state = jax.jit(init, out_shardings=shardings)()
@@ -108,7 +126,7 @@ class Trainer:
         )
         shardings = jax.tree.map(lambda x: x.sharding, self.state)
         compiled, costs = {}, {}
-        for sig, shapes in batch_shapes(self.cfg).items():
+        for sig, shapes in batch_shapes(self.cfg, self.mesh).items():
             start = time.perf_counter()
             compiled[sig] = compile_step(
                 step_fn, shardings, abstract, abstract_batch(shapes, self.mesh), self.mesh
@@ -121,7 +139,7 @@ class Trainer:
     def run(self) -> dict:
         """Trains to ``train.total_steps`` (or until preempted); returns the last metrics row."""
         cfg = self.cfg
-        step = int(self.state.step)
+        step = int(local_value(self.state.step))
         self.writer.truncate_after(step)
         if cfg.eval.data and cfg.eval.get("at_start", False) and step == 0:
             self._validate(step)
@@ -159,14 +177,14 @@ class Trainer:
         batch = to_global_batch(local, self.mesh)
         start = time.perf_counter()
         self.state, metrics = self.steps[sig](self.state, batch, self.state.step_key())
-        step = int(self.state.step)  # waits for the step: the step time is real
+        step = int(local_value(self.state.step))  # waits for the step: the step time is real
         window.add(time.perf_counter() - start, batch["frames"].shape[0], self.step_flops[sig])
         return step, metrics
 
     def _log(self, step, metrics, window, bar) -> dict:
-        row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        row = {k: float(local_value(v)) for k, v in metrics.items()}
         row.update(window.summary(self.mesh.devices.flat, self.cfg.model.dtype))
-        row["skipped_steps"] = int(self.state.skipped_steps)
+        row["skipped_steps"] = int(local_value(self.state.skipped_steps))
         self.writer.write(step, row)
         bar.set_postfix(
             loss=f"{row['loss']:.3f}", step_s=f"{row['step_time_s']:.2f}",
@@ -177,7 +195,7 @@ class Trainer:
         return row
 
     def _guard_nan(self, step: int) -> None:
-        bad = int(self.state.bad_steps)
+        bad = int(local_value(self.state.bad_steps))
         if bad >= self.cfg.train.max_bad_steps:
             self.ckpt.save(step, self.state, self.data, force=True)  # skipped steps kept the params
             self.ckpt.close()

@@ -126,3 +126,43 @@ def test_checkpoint_of_another_model_fails_with_both_names(env, uninterrupted, t
     )
     assert proc.returncode == 1
     assert "efficienttam_ti" in proc.stderr and "efficienttam_s" in proc.stderr
+
+
+def test_validation_scores_and_overlays_reach_metrics_and_tensorboard(env):
+    from data_pipelines.synthetic import write_davis
+
+    base, child = env
+    write_davis(base / "davis", num_videos=1, size=(64, 96), num_frames=4, num_objects=2)
+    workdir = base / "validated"
+    proc = subprocess.run(
+        _command(base, workdir) + [f"--config.eval.data={base / 'davis'}", "--config.eval.every_steps=2",
+                                   "--config.train.total_steps=2"],
+        env=child, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines() if x]
+    val = [r for r in rows if "val_J&F" in r]
+    assert [r["step"] for r in val] == [2] and 0.0 <= val[0]["val_J&F"] <= 1.0
+    tags = _event_tags(workdir / "tb")
+    assert "val_JandF" in tags["simple_value"] and "loss" in tags["simple_value"]
+    assert len([t for t in tags["image"] if t.startswith("val_predictions/")]) == 4
+
+
+def _event_tags(folder: Path) -> dict[str, set[str]]:
+    """Summary tags per value kind in TensorBoard event files (TFRecord framing read by hand)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    tags: dict[str, set[str]] = {"simple_value": set(), "image": set()}
+    for path in folder.glob("events.out.tfevents.*"):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+            pos += 12 + length + 4  # length, its crc, the record, its crc
+            for value in event.summary.value:
+                kind = value.WhichOneof("value")
+                if kind in tags:
+                    tags[kind].add(value.tag)
+    return tags

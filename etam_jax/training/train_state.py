@@ -52,16 +52,11 @@ class TrainState:
         tx: optax.GradientTransformation,
         seed: int,
     ) -> TrainState:
-        """A fresh state at step 0 (call under ``jit`` with out shardings to shard it).
-
-        The optimizer state covers the ``nnx.Param`` variables only: buffers (such
-        as the prompt encoder's Fourier matrix) are not trained, as in the official model.
-        """
-        trainable, _ = nnx.split_state(params, nnx.Param, ...)
+        """A fresh state at step 0 (call under ``jit`` with out shardings to shard it)."""
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
-            opt_state=tx.init(trainable),
+            opt_state=tx.init(params),
             rng=jax.random.key_data(jax.random.key(seed)),
             bad_steps=jnp.zeros((), jnp.int32),
             skipped_steps=jnp.zeros((), jnp.int32),

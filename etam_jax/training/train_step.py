@@ -35,14 +35,28 @@ Batch = Mapping[str, jax.Array]
 
 
 def split_trainable(params: nnx.State) -> tuple[nnx.State, nnx.State]:
-    """``(trainable, frozen)``: the ``nnx.Param`` variables, and the rest (buffers);
-    the optimizer state covers the first (`TrainState.create`)."""
+    """``(trainable, frozen)``: the ``nnx.Param`` variables, and the rest (buffers)."""
     return nnx.split_state(params, nnx.Param, ...)
 
 
 def make_tx(cfg: ml_collections.ConfigDict, params: nnx.State) -> optax.GradientTransformation:
     """The optimizer of ``cfg.optimizer`` over the trainable part of ``params``."""
     return make_optimizer(cfg.optimizer, split_trainable(params)[0])
+
+
+def create_state(graphdef, params, tx, seed: int) -> TrainState:
+    """A step-0 `TrainState` whose optimizer state covers the trainable params only."""
+    trainable, _ = split_trainable(params)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(trainable),
+        rng=jax.random.key_data(jax.random.key(seed)),
+        bad_steps=jnp.zeros((), jnp.int32),
+        skipped_steps=jnp.zeros((), jnp.int32),
+        graphdef=graphdef,
+        tx=tx,
+    )
 
 
 def _keep_if(finite: jax.Array, new, old):
@@ -109,7 +123,7 @@ def plan_state(
     def init() -> TrainState:
         with nnx.use_eager_sharding(False):
             params = nnx.state(build_fn())
-        return TrainState.create(graphdef, params, tx, cfg.seed)
+        return create_state(graphdef, params, tx, cfg.seed)
 
     abstract = jax.eval_shape(init)
     shardings = state_shardings(abstract, mesh)

@@ -51,12 +51,17 @@ class TrainState:
         params: nnx.State,
         tx: optax.GradientTransformation,
         seed: int,
+        opt_params: nnx.State | None = None,
     ) -> TrainState:
-        """A fresh state at step 0 (call under ``jit`` with out shardings to shard it)."""
+        """A fresh state at step 0 (call under ``jit`` with out shardings to shard it).
+
+        ``opt_params``: the part of ``params`` the optimizer updates (default all;
+        the train step passes the ``nnx.Param`` variables only).
+        """
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
-            opt_state=tx.init(params),
+            opt_state=tx.init(params if opt_params is None else opt_params),
             rng=jax.random.key_data(jax.random.key(seed)),
             bad_steps=jnp.zeros((), jnp.int32),
             skipped_steps=jnp.zeros((), jnp.int32),

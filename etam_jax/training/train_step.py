@@ -46,17 +46,7 @@ def make_tx(cfg: ml_collections.ConfigDict, params: nnx.State) -> optax.Gradient
 
 def create_state(graphdef, params, tx, seed: int) -> TrainState:
     """A step-0 `TrainState` whose optimizer state covers the trainable params only."""
-    trainable, _ = split_trainable(params)
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        opt_state=tx.init(trainable),
-        rng=jax.random.key_data(jax.random.key(seed)),
-        bad_steps=jnp.zeros((), jnp.int32),
-        skipped_steps=jnp.zeros((), jnp.int32),
-        graphdef=graphdef,
-        tx=tx,
-    )
+    return TrainState.create(graphdef, params, tx, seed, opt_params=split_trainable(params)[0])
 
 
 def _keep_if(finite: jax.Array, new, old):

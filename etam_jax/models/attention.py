@@ -50,7 +50,11 @@ class Attention(nnx.Module):
     def merge_heads_and_project(self, out: jax.Array) -> jax.Array:
         return self.out_proj(rearrange(out, "b n h c -> b n (h c)"))
 
-    def __call__(self, q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
-        """Args: q (b, nq, embedding_dim); k, v (b, nk, kv_in_dim). Returns (b, nq, embedding_dim)."""
+    def __call__(
+        self, q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None = None
+    ) -> jax.Array:
+        """Args: q (b, nq, embedding_dim); k, v (b, nk, kv_in_dim); key_mask (b, nk) bool,
+        False keys are left out (None: all attended). Returns (b, nq, embedding_dim)."""
         q, k, v = self.project_qkv(q, k, v)
-        return self.merge_heads_and_project(jax.nn.dot_product_attention(q, k, v))
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        return self.merge_heads_and_project(jax.nn.dot_product_attention(q, k, v, mask=mask))

@@ -87,6 +87,7 @@ class EfficientTAM(nnx.Module):
         pos: jax.Array,
         memories: SelectedMemories,
         maskmem_pos_enc: jax.Array,
+        dropout_rng: jax.Array | None = None,
     ) -> jax.Array:
         """Fuses the current frame with its memories (not an initial conditioning frame).
 
@@ -99,6 +100,8 @@ class EfficientTAM(nnx.Module):
           features, pos: [B, g, g, 256] image features and their position encoding.
           memories: the slots from ``memory_bank.select_memories``.
           maskmem_pos_enc: [1, g, g, 64] memory position encoding.
+          dropout_rng: training mode (the memory attention's dropout, as the
+            official module in ``train()``); None: inference, no dropout.
 
         Returns:
           [B, g, g, 256] memory-conditioned features.
@@ -124,6 +127,8 @@ class EfficientTAM(nnx.Module):
             ptr,
             jnp.zeros_like(ptr),
             ptr_valid,
+            deterministic=dropout_rng is None,
+            rng=dropout_rng,
         )
         return out.reshape(b, g, g, c)
 

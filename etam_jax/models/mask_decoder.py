@@ -232,8 +232,13 @@ class MaskDecoder(nnx.Module):
         dense_prompt_embeddings: jax.Array,
         repeat_image: bool,
         high_res_features: tuple[jax.Array, jax.Array] | None = None,
+        sparse_mask: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         """Every output token's result (as ``MaskDecoder.predict_masks``).
+
+        ``sparse_mask`` ``[B, N]`` (bool, None: all) marks the sparse prompt
+        tokens that exist: the others are left out of every attention, as if
+        the batch held a different number of prompt tokens per row.
 
         Returns:
           masks ``[B, T, 4g, 4g]``, IoUs ``[B, T]``, mask tokens ``[B, T, C]``
@@ -249,7 +254,12 @@ class MaskDecoder(nnx.Module):
             image_embeddings, image_pe, dense_prompt_embeddings, b, repeat_image
         )
         g_h, g_w = src.shape[1:3]
-        hs, src = self.transformer(src, pos_src, tokens)
+        token_mask = None
+        if sparse_mask is not None:
+            token_mask = jnp.concatenate(
+                [jnp.ones(output_tokens.shape[:2], bool), sparse_mask.astype(bool)], axis=1
+            )
+        hs, src = self.transformer(src, pos_src, tokens, token_mask)
         s = int(self.pred_obj_scores)
         iou_token_out = hs[:, s]
         mask_tokens_out = hs[:, s + 1 : s + 1 + self.num_mask_tokens]

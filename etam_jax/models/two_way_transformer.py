@@ -19,10 +19,16 @@ from etam_jax.models.mlp import MLP
 
 
 def _attend_and_norm(
-    attn: Attention, norm: nnx.LayerNorm, x: jax.Array, q: jax.Array, k: jax.Array, v: jax.Array
+    attn: Attention,
+    norm: nnx.LayerNorm,
+    x: jax.Array,
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    key_mask: jax.Array | None = None,
 ) -> jax.Array:
     """``norm(x + attn(q, k, v))``, the residual step every sub-block uses."""
-    return norm(x + attn(q, k, v))
+    return norm(x + attn(q, k, v, key_mask))
 
 
 class TwoWayAttentionBlock(nnx.Module):
@@ -66,14 +72,18 @@ class TwoWayAttentionBlock(nnx.Module):
         keys: Float[Array, "b m c"],
         query_pe: Float[Array, "b n c"],
         key_pe: Float[Array, "#b m c"],
+        token_mask: Array | None = None,
     ) -> tuple[Float[Array, "b n c"], Float[Array, "b m c"]]:
-        """As ``TwoWayAttentionBlock.forward``. Returns updated (queries, keys)."""
+        """As ``TwoWayAttentionBlock.forward``; ``token_mask`` ``[B, N]`` (None: all
+        tokens) drops tokens wherever they are attended to. Returns updated (queries, keys)."""
         if self.skip_first_layer_pe:
             # The first block replaces the tokens by their self-attention (no residual, no PE).
-            queries = self.norm1(self.self_attn(queries, queries, queries))
+            queries = self.norm1(self.self_attn(queries, queries, queries, token_mask))
         else:
             q = queries + query_pe
-            queries = _attend_and_norm(self.self_attn, self.norm1, queries, q, q, queries)
+            queries = _attend_and_norm(
+                self.self_attn, self.norm1, queries, q, q, queries, token_mask
+            )
         k = keys + key_pe
         queries = _attend_and_norm(
             self.cross_attn_token_to_image, self.norm2, queries, queries + query_pe, k, keys
@@ -86,6 +96,7 @@ class TwoWayAttentionBlock(nnx.Module):
             keys + key_pe,
             queries + query_pe,
             queries,
+            token_mask,
         )
         return queries, keys
 
@@ -137,6 +148,7 @@ class TwoWayTransformer(nnx.Module):
         image_embedding: Float[Array, "b h w c"],
         image_pe: Float[Array, "#b h w c"],
         point_embedding: Float[Array, "b n c"],
+        token_mask: Array | None = None,
     ) -> tuple[Float[Array, "b n c"], Float[Array, "b hw c"]]:
         """As ``TwoWayTransformer.forward``, channel-last.
 
@@ -144,6 +156,9 @@ class TwoWayTransformer(nnx.Module):
           image_embedding: ``[B, h, w, C]`` image tokens to attend to.
           image_pe: ``[B or 1, h, w, C]`` their positional encoding.
           point_embedding: ``[B, N, C]`` prompt/output tokens (also their PE).
+          token_mask: ``[B, N]`` bool, tokens that exist (None: all). A False
+            token is never attended to, so the result for the others equals
+            the official call on the True tokens alone (static-shape padding).
 
         Returns:
           queries ``[B, N, C]`` and keys ``[B, h*w, C]`` (row-major over h, w).
@@ -152,7 +167,7 @@ class TwoWayTransformer(nnx.Module):
         key_pe = rearrange(image_pe, "b h w c -> b (h w) c")
         queries = point_embedding
         for layer in self.layers:
-            queries, keys = layer(queries, keys, point_embedding, key_pe)
+            queries, keys = layer(queries, keys, point_embedding, key_pe, token_mask)
         queries = _attend_and_norm(
             self.final_attn_token_to_image,
             self.norm_final_attn,

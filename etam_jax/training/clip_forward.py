@@ -109,8 +109,9 @@ def _loss_terms(model, out: TrainHeadOutputs, frame: _Frame, num_objects, cfg):
     return parts
 
 
-def _features(model, bank, frame: _Frame, plan, num_frames):
-    """No-memory features on initial conditioning frames, else memory attention."""
+def _features(model, bank, frame: _Frame, plan, num_frames, key):
+    """No-memory features on initial conditioning frames, else memory attention
+    (in training mode: its dropout, driven by ``key``, as the official ``train()``)."""
 
     def with_memory(raw):
         memories = mb.select_memories(
@@ -123,7 +124,7 @@ def _features(model, bank, frame: _Frame, plan, num_frames):
             pointers_past_only=False,
         )
         pos_enc = _maskmem_pos_enc(model, raw.shape[1])
-        return model.condition_on_memory(raw, frame.pos, memories, pos_enc).astype(raw.dtype)
+        return model.condition_on_memory(raw, frame.pos, memories, pos_enc, key).astype(raw.dtype)
 
     def without_memory(raw):
         return model.add_no_memory(raw).astype(raw.dtype)
@@ -159,7 +160,7 @@ def _frame_step(model, batch, feats, pos, plan, key, num_objects, cfg, bank, t):
     """Predict, correct and memorise frame ``t``; returns the bank and its losses."""
     num_frames = batch["frames"].shape[1]
     frame = _Frame(batch, feats, pos, plan, t)
-    features = _features(model, bank, frame, plan, num_frames)
+    features = _features(model, bank, frame, plan, num_frames, jax.random.fold_in(key, 1))
 
     def from_prompt(_):
         return train_sam_heads(model, features, frame.coords, frame.labels, None)

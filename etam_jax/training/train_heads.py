@@ -61,6 +61,22 @@ def multimask_rows(labels: jax.Array) -> jax.Array:
     return jnp.sum(labels >= 0, axis=-1) <= MULTIMASK_MAX_POINTS
 
 
+def official_prompt_tokens(labels: jax.Array) -> jax.Array:
+    """``[N, NP + 1]`` bool: which sparse tokens of a padded row the official model has.
+
+    The prompt encoder appends one padding point to ``labels`` (no box input).
+    Officially a row with real points has them plus that one padding token; a
+    row without points (a tracked frame) has two, ``_forward_sam_heads``'s own
+    padding point and the appended one. The other ``-1`` slots exist only
+    for static shapes and are masked out of the decoder's attention.
+    """
+    pad = jnp.full(labels.shape[:-1] + (1,), -1, labels.dtype)
+    is_pad = jnp.concatenate([labels, pad], axis=-1) < 0
+    real = jnp.sum(~is_pad, axis=-1, keepdims=True)
+    pad_rank = jnp.cumsum(is_pad, axis=-1) - 1  # 0-based among the padding tokens
+    return ~is_pad | (pad_rank < jnp.where(real > 0, 1, 2))
+
+
 def _select(multimask: jax.Array, multi: jax.Array, single: jax.Array) -> jax.Array:
     """Per row: the 3 multimask entries, or the single one repeated 3 times."""
     cond = multimask.reshape((-1,) + (1,) * (multi.ndim - 1))
@@ -80,8 +96,9 @@ def train_sam_heads(
       model: the EfficientTAM module (built without the stability fallback).
       features: ``[N, g, g, 256]`` memory-conditioned (or no-memory) features.
       coords: ``[N, NP, 2]`` points in input-image pixels; ``labels`` ``[N, NP]``
-        with -1 padding (the padding points enter the prompt encoder as
-        not-a-point tokens, as the official pad point does).
+        with -1 padding; padding beyond the official count (`official_prompt_tokens`)
+        is masked out of the decoder, so each row gets the official result for
+        its own number of points.
       labels: see ``coords``.
       mask_inputs: ``[N, 1, 4g, 4g]`` mask logits fed back to the prompt encoder
         (correction rounds), or None.
@@ -91,7 +108,8 @@ def train_sam_heads(
     sparse, dense = prompts(points=(coords, labels), boxes=None, masks=dense_in)
     decoder = model.sam_mask_decoder
     masks, ious, tokens, score = decoder.predict_masks(
-        features, prompts.get_dense_pe(), sparse, dense, False, None
+        features, prompts.get_dense_pe(), sparse, dense, False, None,
+        sparse_mask=official_prompt_tokens(labels),
     )
     appearing = score > 0  # [N, 1]
     masks = jnp.where(appearing[:, :, None, None], masks, NO_OBJ_SCORE).astype(jnp.float32)

@@ -1,7 +1,8 @@
 """clip_forward.clip_loss with a fixed prompt plan against an independent path:
 the parity-tested inference pieces (sam_heads, memory bank, memory encoder) in
 training mode (sigmoid memories, every conditioning pointer read, float32
-memories) and a NumPy port of SAM 2's multi-step losses."""
+memories) and a NumPy port of SAM 2's multi-step losses. The comparisons turn
+the memory attention's training dropout off; a last test checks it is on."""
 
 import functools
 
@@ -120,7 +121,8 @@ def _mask_prompt(model, raw, gt):
 
 
 def _heads(model, features, coords, labels, multimask):
-    out = forward_sam_heads(model, features, (coords, labels), None, multimask)
+    points = None if coords is None else (coords, labels)
+    out = forward_sam_heads(model, features, points, None, multimask)
     multi = resize_bilinear(out.low_res_multimasks, (S, S))
     return multi, out.ious, out.high_res_masks, out.obj_ptr, out.object_score_logits
 
@@ -142,11 +144,7 @@ def _tracked(model, bank, raw, pos, t):
     )
     pos_enc = _maskmem_pos_enc(model, raw.shape[1])
     features = model.condition_on_memory(_rows(raw), _rows(pos), memories, pos_enc)
-    pad = (
-        jnp.zeros((O, NP, 2)),
-        -jnp.ones((O, NP), jnp.int32),
-    )  # the same padding slots
-    return _heads(model, features, *pad, True)
+    return _heads(model, features, None, None, True)  # no points: the official padding
 
 
 def _memorise(model, bank, raw, high_res, ptr, t, cond):
@@ -192,10 +190,12 @@ def _clip_outputs(batch, plan, b):
         if plan.is_init_cond[t] and plan.use_mask_input:
             out = _jitted("mask")(raw, gt)
         elif plan.is_init_cond[t]:
+            # The official prompt: the real points only (a box, or one click).
             labels = plan.point_labels[b, t]
-            multimask = bool((labels >= 0).sum(-1).max() <= 1)
+            real = int((labels >= 0).sum(-1).max())
+            assert (labels[:, :real] >= 0).all() and (labels[:, real:] < 0).all()
             out = _jitted("points")(
-                raw, plan.point_coords[b, t], labels, multimask=multimask
+                raw, plan.point_coords[b, t][:, :real], labels[:, :real], multimask=real <= 1
             )
         else:
             out = _jitted("tracked")(bank, raw, pos, t)
@@ -269,17 +269,22 @@ def reference_losses(batch, plan):
     return sum(WEIGHTS[k] * v for k, v in total.items()), total
 
 
-@pytest.fixture(scope="module")
-def ours():
-    graphdef, params = tiny_model.graph_and_params()
+def _clip_loss_fn(dropout: float | None):
+    """Jitted ``(batch, plan, key) -> (loss, parts)`` (``dropout`` None: the official 0.1)."""
+    graph, params = tiny_model.graph_and_params()
+    graph = graph if dropout is None else tiny_model.graphdef(dropout)
 
     @jax.jit
-    def run(params, batch, plan):
-        return clip_loss(
-            nnx.merge(graphdef, params), batch, jax.random.key(0), CFG, plan
-        )
+    def run(params, batch, plan, key):
+        return clip_loss(nnx.merge(graph, params), batch, key, CFG, plan)
 
     return functools.partial(run, params)
+
+
+@pytest.fixture(scope="module")
+def ours():
+    run = _clip_loss_fn(dropout=0.0)
+    return lambda batch, plan: run(batch, plan, jax.random.key(0))
 
 
 @pytest.mark.parametrize("name", sorted(PLANS))
@@ -292,3 +297,17 @@ def test_clip_loss_matches_independent_path(ours, name):
     for k, v in want.items():
         np.testing.assert_allclose(float(parts[k]), v, rtol=2e-5, atol=1e-7, err_msg=k)
     np.testing.assert_allclose(float(loss), want_loss, rtol=2e-5)
+
+
+def test_training_applies_memory_attention_dropout():
+    """Tracked frames go through the memory attention in training mode (official
+    ``train()``: dropout 0.1): the loss depends on the step key, not on the call."""
+    batch = _batch()
+    plan = _plan(batch["masks"], **PLANS[sorted(PLANS)[0]])
+    run = _clip_loss_fn(dropout=None)
+    k0, k1 = jax.random.key(0), jax.random.key(1)
+    a, b, c = (float(run(batch, plan, k)[0]) for k in (k0, k0, k1))
+    deterministic = float(_clip_loss_fn(dropout=0.0)(batch, plan, k0)[0])
+    assert a == b
+    assert a != c and a != deterministic
+    np.testing.assert_allclose(a, deterministic, rtol=0.2)  # dropout perturbs, not replaces

@@ -23,18 +23,27 @@ from etam_jax.training.train_step import init_state
 SIZE = 64
 
 
-def model_config() -> ml_collections.ConfigDict:
-    """``efficienttam_ti_512x512`` at 64 px with 2 ViT blocks and 1 memory-attention layer."""
+def model_config(dropout: float | None = None) -> ml_collections.ConfigDict:
+    """``efficienttam_ti_512x512`` at 64 px with 2 ViT blocks and 1 memory-attention layer
+    (``dropout``: the memory attention's rate instead of the official 0.1)."""
     cfg = get_model_config("efficienttam_ti_512x512", image_size=SIZE)
+    if dropout is not None:
+        cfg.memory_attention.dropout = dropout
     cfg.image_encoder.trunk.depth = 2
     cfg.image_encoder.trunk.window_block_indexes = (0,)
     cfg.memory_attention.num_layers = 1
     return cfg
 
 
-def build(seed: int = 0) -> nnx.Module:
+def build(seed: int = 0, dropout: float | None = None) -> nnx.Module:
     """The reduced model (eager sharding off: no mesh in tests)."""
-    return build_model(model_config(), rngs=nnx.Rngs(seed))
+    return build_model(model_config(dropout), rngs=nnx.Rngs(seed))
+
+
+def graphdef(dropout: float) -> nnx.GraphDef:
+    """The reduced model's graph with another memory-attention dropout rate (0:
+    deterministic training); it merges with `graph_and_params`'s parameters."""
+    return nnx.split(nnx.eval_shape(lambda: build(dropout=dropout)))[0]
 
 
 def train_config(

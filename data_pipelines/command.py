@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", help="HEIGHTxWIDTH for every kind, e.g. 480x854 (default: small, per kind)")
     synth.add_argument("--count", type=int, help="images / videos per kind")
     synth.add_argument("--num-frames", type=int, help="frames per video (24 fps)")
+    synth.add_argument("--object-scale", type=float,
+                       help="object size factor (default 1: radii 10-22%% of the shorter side)")
     prep = sub.add_parser("prepare", help="raw SA-1B / SA-V -> TFDS ArrayRecord")
     prep.add_argument("kind", choices=["sa1b", "sav"])
     prep.add_argument("--source", required=True)
@@ -64,7 +66,10 @@ def _synth(args: argparse.Namespace) -> int:
         if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
             raise EtamError(f"--size {args.size!r}: expected HEIGHTxWIDTH, e.g. 480x854")
         size = (int(parts[0]), int(parts[1]))
-    for kind, folder in write_all(args.out, kinds, args.seed, size, args.count, args.num_frames).items():
+    if args.object_scale is not None and not 0 < args.object_scale <= 2:
+        raise EtamError(f"--object-scale {args.object_scale}: expected a factor in (0, 2]")
+    folders = write_all(args.out, kinds, args.seed, size, args.count, args.num_frames, args.object_scale)
+    for kind, folder in folders.items():
         print(f"{kind}: {folder}")
     return 0
 

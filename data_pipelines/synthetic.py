@@ -38,10 +38,10 @@ KINDS = ("sa1b", "sav", "sav_eval", "davis")
 
 
 def scene_for(kind: str, seed: int, index: int, size: tuple[int, int], num_objects: int,
-           num_frames: int = 1, late_object: bool = False) -> Scene:
+              num_frames: int = 1, late_object: bool = False, object_scale: float = 1.0) -> Scene:
     """The scene of item ``index`` of a dataset ``kind``: one independent stream per (seed, kind, item)."""
     return Scene(np.random.SeedSequence([seed, KIND_CODES[kind], index]).generate_state(1)[0],
-                 size[0], size[1], num_objects, num_frames, late_object)
+                 size[0], size[1], num_objects, num_frames, late_object, object_scale)
 
 
 class RenderedVideo(NamedTuple):
@@ -98,9 +98,11 @@ def sa1b_annotation(image_id: int, k: int, mask: np.ndarray, rng: np.random.Gene
     }
 
 
-def sa1b_example(seed: int, image_id: int, size: tuple[int, int], num_objects: int) -> tuple[bytes, dict]:
+def sa1b_example(seed: int, image_id: int, size: tuple[int, int], num_objects: int,
+                 object_scale: float = 1.0) -> tuple[bytes, dict]:
     """(JPEG bytes, json dict) of one synthetic SA-1B image."""
-    frames, masks, _, objects = render_video(scene_for("sa1b", seed, image_id, size, num_objects), 1)
+    frames, masks, _, objects = render_video(
+        scene_for("sa1b", seed, image_id, size, num_objects, object_scale=object_scale), 1)
     rng = np.random.default_rng([seed, image_id])
     h, w = size
     meta = {
@@ -117,7 +119,8 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def write_sa1b(out_dir: str | Path, num_images: int = 6, seed: int = 0, size: tuple[int, int] = (192, 256),
-               num_objects: int = 5, images_per_shard: int = 3, tar: bool = True) -> list[Path]:
+               num_objects: int = 5, images_per_shard: int = 3, tar: bool = True,
+               object_scale: float = 1.0) -> list[Path]:
     """Writes SA-1B-style data; returns the tar shards (or the json files when ``tar=False``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +129,7 @@ def write_sa1b(out_dir: str | Path, num_images: int = 6, seed: int = 0, size: tu
         ids = range(start + 1, min(start + images_per_shard, num_images) + 1)
         files = []
         for image_id in ids:
-            jpeg, meta = sa1b_example(seed, image_id, size, num_objects)
+            jpeg, meta = sa1b_example(seed, image_id, size, num_objects, object_scale)
             files += [(f"sa_{image_id}.jpg", jpeg), (f"sa_{image_id}.json", json.dumps(meta).encode())]
         if tar:
             path = out / f"sa_{start // images_per_shard:06d}.tar"
@@ -168,7 +171,7 @@ def sav_json(video_id: str, masks: np.ndarray, first: Sequence[int], num_frames:
 
 
 def write_sav(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size: tuple[int, int] = (128, 192),
-              num_frames: int = 48, num_objects: int = 3) -> list[Path]:
+              num_frames: int = 48, num_objects: int = 3, object_scale: float = 1.0) -> list[Path]:
     """Writes SA-V-train-style videos; returns the mp4 paths.
 
     ``_manual.json`` has every kept object (the last one may appear late);
@@ -182,7 +185,7 @@ def write_sav(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size: tup
     for i in range(1, num_videos + 1):
         vid = f"sav_{i:06d}"
         frames, masks, first, _ = render_video(
-            scene_for("sav", seed, i, size, num_objects, num_frames, late_object=True), num_frames)
+            scene_for("sav", seed, i, size, num_objects, num_frames, True, object_scale), num_frames)
         write_mp4(out / f"{vid}.mp4", frames)
         rng = np.random.default_rng([seed, i])
         manual = sav_json(vid, masks, first, num_frames, "manual", rng)
@@ -201,7 +204,8 @@ def _write_frames(folder: Path, frames: np.ndarray) -> None:
 
 
 def write_sav_eval(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size: tuple[int, int] = (128, 192),
-                   num_frames: int = 24, num_objects: int = 3, split: str = "val") -> list[str]:
+                   num_frames: int = 24, num_objects: int = 3, split: str = "val",
+                   object_scale: float = 1.0) -> list[str]:
     """Writes SA-V val/test-style folders; returns the video ids.
 
     Each object gets a binary (0/255) PNG on every annotated frame from its first one.
@@ -210,7 +214,7 @@ def write_sav_eval(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size
     vids = [f"sav_{split}_{i:03d}" for i in range(1, num_videos + 1)]
     for i, vid in enumerate(vids, start=1):
         frames, masks, first, _ = render_video(
-            scene_for("sav_eval", seed, i, size, num_objects, num_frames, late_object=True), num_frames)
+            scene_for("sav_eval", seed, i, size, num_objects, num_frames, True, object_scale), num_frames)
         _write_frames(out / "JPEGImages_24fps" / vid, frames)
         for k, t0 in enumerate(first):
             obj_dir = out / "Annotations_6fps" / vid / f"{k:03d}"
@@ -235,13 +239,14 @@ def davis_palette() -> list[int]:
 
 
 def write_davis(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size: tuple[int, int] = (128, 192),
-                num_frames: int = 12, num_objects: int = 3) -> list[str]:
+                num_frames: int = 12, num_objects: int = 3, object_scale: float = 1.0) -> list[str]:
     """Writes DAVIS-2017-style folders (objects all present in frame 0); returns the video ids."""
     out = Path(out_dir)
     vids = [f"synth-{i:03d}" for i in range(1, num_videos + 1)]
     palette = davis_palette()
     for i, vid in enumerate(vids, start=1):
-        frames, masks, _, _ = render_video(scene_for("davis", seed, i, size, num_objects, num_frames), num_frames)
+        frames, masks, _, _ = render_video(scene_for("davis", seed, i, size, num_objects, num_frames,
+                                               object_scale=object_scale), num_frames)
         _write_frames(out / "JPEGImages" / "480p" / vid, frames)
         ann = out / "Annotations" / "480p" / vid
         ann.mkdir(parents=True, exist_ok=True)
@@ -259,7 +264,7 @@ def write_davis(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size: t
 
 def write_all(out_dir: str | Path, kinds: Sequence[str] = KINDS, seed: int = 0,
               size: tuple[int, int] | None = None, count: int | None = None,
-              num_frames: int | None = None) -> dict[str, Path]:
+              num_frames: int | None = None, object_scale: float | None = None) -> dict[str, Path]:
     """Writes each kind into ``out_dir/<kind>``; returns the folders.
 
     Args:
@@ -269,6 +274,7 @@ def write_all(out_dir: str | Path, kinds: Sequence[str] = KINDS, seed: int = 0,
         size: ``(height, width)`` for every kind (default: each writer's own).
         count: images (SA-1B) or videos per kind (default: each writer's own).
         num_frames: frames per video at 24 fps (videos only; default: each writer's own).
+        object_scale: object size factor (default 1: radii 10-22% of the shorter side).
     """
     writers = {"sa1b": write_sa1b, "sav": write_sav, "sav_eval": write_sav_eval, "davis": write_davis}
     folders = {}
@@ -278,6 +284,8 @@ def write_all(out_dir: str | Path, kinds: Sequence[str] = KINDS, seed: int = 0,
             options["num_images" if kind == "sa1b" else "num_videos"] = count
         if num_frames is not None and kind != "sa1b":
             options["num_frames"] = num_frames
+        if object_scale is not None:
+            options["object_scale"] = object_scale
         folders[kind] = Path(out_dir) / kind
         writers[kind](folders[kind], seed=seed, **options)
     return folders

@@ -46,16 +46,16 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
 
 
 def _random_object(rng: np.random.Generator, height: int, width: int, num_frames: int,
-                   late: bool) -> SceneObject:
+                   late: bool, scale: float = 1.0) -> SceneObject:
     size = min(height, width)
-    base = rng.uniform(0.10, 0.22) * size
+    base = rng.uniform(0.10, 0.22) * size * scale
     if rng.random() < 0.5:  # ellipse: 32 vertices on an ellipse
         theta = np.linspace(0, 2 * np.pi, 32, endpoint=False)
         aspect = rng.uniform(0.5, 1.0)
         radii = base / np.sqrt(np.cos(theta) ** 2 + (np.sin(theta) / aspect) ** 2)
     else:  # irregular polygon
         radii = base * rng.uniform(0.6, 1.2, size=int(rng.integers(5, 9)))
-    margin = radii.max()
+    margin = min(radii.max(), 0.45 * size)  # large objects may leave the frame a little
     center = np.array([rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)])
     return SceneObject(
         radii=radii, center=center, velocity=rng.uniform(-0.03, 0.03, size=2) * size,
@@ -76,15 +76,18 @@ class Scene:
         num_frames: length of the video the scene is rendered for (1 for an image).
         late_object: whether the last object enters after frame 0 (SA-V
             ``masklet_first_appeared_frame`` > 0).
+        object_scale: multiplies every object's size (radius 10-22% of the
+            shorter side at 1).
     """
 
     def __init__(self, seed: int, height: int, width: int, num_objects: int, num_frames: int = 1,
-                 late_object: bool = False):
+                 late_object: bool = False, object_scale: float = 1.0):
         rng = np.random.default_rng(seed)
         self.height, self.width = height, width
         self.background = _background(rng, height, width)
         self.objects = [
-            _random_object(rng, height, width, num_frames, late_object and k == num_objects - 1)
+            _random_object(rng, height, width, num_frames, late_object and k == num_objects - 1,
+                           object_scale)
             for k in range(num_objects)]
 
     def texture(self, k: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:

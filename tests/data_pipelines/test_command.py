@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from data_pipelines.command import main
+from etam_jax.errors import EtamError
 from tests.data_pipelines.synthetic_data import synth_root  # noqa: F401
 
 
@@ -29,6 +31,8 @@ def test_synth_through_etam_cli(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "etam_jax.cli", "data", "synth", "--out", str(tmp_path),
                           "--kinds", "coco"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "--kinds 'coco'" in bad.stderr
+    with pytest.raises(EtamError, match="--object-scale 0.0"):
+        main(["synth", "--out", str(tmp_path / "x"), "--kinds", "davis", "--object-scale", "0"])
 
 
 def test_prepare_and_inspect_commands(synth_root: Path, tmp_path: Path, capsys) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pycocotools.mask as mask_utils
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from data_pipelines import synthetic
 from data_pipelines.records import decode_jpeg
@@ -107,3 +107,26 @@ def test_sav_eval_layout(synth_root: Path) -> None:
     assert obj0 == [f"{t:05d}.png" for t in range(0, 24, 4)]
     mask = np.asarray(Image.open(root / "Annotations_6fps" / "sav_val_001" / "000" / "00000.png"))
     assert set(np.unique(mask)) <= {0, 255} and mask.any()
+
+
+def test_object_scale_grows_the_same_objects(tmp_path: Path) -> None:
+    """``object_scale`` multiplies each object's radii and keeps everything else of the seed."""
+    base, big = (synthetic.scene_for("davis", 3, 0, (128, 192), 3, 12, object_scale=s) for s in (1.0, 1.6))
+    for a, b in zip(base.objects, big.objects, strict=True):
+        np.testing.assert_allclose(b.radii, 1.6 * a.radii, rtol=1e-12)
+        np.testing.assert_array_equal(a.colors, b.colors)
+    np.testing.assert_array_equal(base.background, big.background)
+    # Every object's full polygon covers more pixels (the visible, occluded masks need not).
+    drawn = [[Image.new("L", (192, 128)) for _ in range(3)] for _ in range(2)]
+    for scene, canvases in zip((base, big), drawn, strict=True):
+        for k, canvas in enumerate(canvases):
+            ImageDraw.Draw(canvas).polygon([tuple(p) for p in scene.polygon(k, 0)], fill=1)
+    areas = np.array([[np.asarray(c).sum() for c in canvases] for canvases in drawn])
+    assert (areas[1] > 1.8 * areas[0]).all(), areas
+    # The writers pass it through: the same DAVIS video with larger annotated objects.
+    small_root, big_root = tmp_path / "s", tmp_path / "b"
+    synthetic.write_all(small_root, ["davis"], seed=3, count=1)
+    synthetic.write_all(big_root, ["davis"], seed=3, count=1, object_scale=1.6)
+    first = sorted((small_root / "davis").rglob("*.png"))[0].relative_to(small_root)
+    fg = [(np.asarray(Image.open(root / first)) > 0).sum() for root in (small_root, big_root)]
+    assert fg[1] > 1.5 * fg[0], fg

@@ -25,6 +25,12 @@ import time
 from pathlib import Path
 
 
+# Objects ~1.6x the synth default (radii 16-35% of the frame's shorter side): at
+# 64 px the image encoder's grid is 4 x 4 tokens, and default-sized objects cover
+# about one token each.
+OBJECT_SCALE = "1.6"
+
+
 def run(*args: str) -> None:
     print("$", " ".join(args), flush=True)
     subprocess.run(args, check=True)
@@ -48,9 +54,11 @@ def main() -> int:
     start = time.time()
     data, val, workdir = args.out / "data", args.out / "val", args.out / "run"
     if not (data / "sav").exists():
-        run(*etam, "data", "synth", "--out", str(data), "--kinds", "sa1b,sav", "--seed", "0", "--count", "8")
+        run(*etam, "data", "synth", "--out", str(data), "--kinds", "sa1b,sav", "--seed", "0",
+            "--count", "48", "--object-scale", OBJECT_SCALE)
     if not (val / "davis").exists():
-        run(*etam, "data", "synth", "--out", str(val), "--kinds", "davis", "--seed", "1", "--count", "3")
+        run(*etam, "data", "synth", "--out", str(val), "--kinds", "davis", "--seed", "1",
+            "--count", "3", "--object-scale", OBJECT_SCALE)
     train = [
         *etam, "train", "--config", "experiments/configs/demo.py", "--workdir", str(workdir),
         f"--config.data.sources.sav.path={data / 'sav'}",

@@ -18,7 +18,11 @@ DIR holding ``sa1b/``, ``sav/`` and ``davis/`` as ``etam data synth`` writes the
 - ``full`` (default): ti and s at 1024 with the paper's stage-2 configs
   (``sav_ti.py`` / ``sav_s.py``), 14 points; evaluated on ``DIR/davis``.
 - ``local``: the 7 ti points with ``demo.py`` (the small ti-shaped model
-  that trains on generated data in minutes on a CPU), at 128 px.
+  that trains on generated data in minutes on a CPU) at its 64 px (a 4 x 4
+  feature grid: window 2 leaves 2 x 2 tokens per memory frame, window 4 one),
+  ``LOCAL_STEPS`` steps each. Generate DIR as the demo does:
+  ``etam data synth --out DIR --kinds sa1b,sav --count 48 --object-scale 1.6`` and
+  ``etam data synth --out DIR --kinds davis --seed 1 --count 3 --object-scale 1.6``.
 - ``ci``: 2 points (w1_none, w2_eq5) with ``tiny.py`` (2 trunk blocks, 1
   memory-attention layer, 64 px, 2-frame clips), 2 training steps.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 from etam_jax.errors import EtamError
 from etam_jax.sweep.definition import Sweep, pooling_point
+from experiments.configs import demo
 
 CONFIGS = {
     "efficienttam_ti": "experiments/configs/sav_ti.py",
@@ -37,6 +42,14 @@ WINDOWS = (1, 2, 4)
 CORRECTIONS = ("none", "eq5", "eq6")
 
 _DATA = {"data.sources.sav.path": "{data}/sav", "data.sources.sa1b.path": "{data}/sa1b"}
+LOCAL_STEPS = 350  # half the demo's run: 7 points in ~35 min on 2 cores
+_LOCAL = {
+    **_DATA,
+    "train.total_steps": LOCAL_STEPS,
+    "optimizer.total_steps": LOCAL_STEPS,
+    "eval.every_steps": LOCAL_STEPS,
+    "eval.at_start": False,
+}
 # ci: experiments/configs/tiny.py (2-block trunk, 1 memory-attention layer, 64 px, 2-frame SA-V
 # clips of one object: one compiled step) for 2 steps.
 TINY_CONFIG = "experiments/configs/tiny.py"
@@ -68,7 +81,7 @@ def get_sweep(variant: str = "full") -> Sweep:
         ]
     elif variant in ("local", "ci"):
         config, size, common = (
-            (TINY_CONFIG, 64, _TINY) if variant == "ci" else (DEMO_CONFIG, 128, _DATA)
+            (TINY_CONFIG, 64, _TINY) if variant == "ci" else (DEMO_CONFIG, demo.SIZE, _LOCAL)
         )
         points = [
             pooling_point(model, config, size, (window, correction), common)

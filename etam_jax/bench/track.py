@@ -9,8 +9,9 @@ textured shapes, 3 objects prompted by a click, a box and a mask). For each
 model and video it reports steady-state ``ms_per_frame`` and ``fps`` of
 propagation (all objects; the first two yielded frames, which compile, are
 excluded), ``compile_s`` (JAX's own compile-event durations), and peak /
-final host RSS (sampled every frame: flat memory means the long video's peak
-is close to the short one's). Where torch and the official package are
+final host RSS (polled from a thread throughout, so transient buffers count)
+and the slope of RSS over the steady frames: flat memory means the long
+video's peak is close to the short one's and the slope is about 0 MiB/frame. Where torch and the official package are
 installed, the official predictor runs on the same frames and prompts in the
 same process with the same (random) weights and the ratio official/ours is
 printed. Results go to ``--out`` (default ``bench_results/track_<time>.json``)
@@ -29,6 +30,7 @@ import jax
 import numpy as np
 
 from etam_jax.bench.report import report_header, write_report
+from etam_jax.bench.rss import RssSampler, rss_mb
 from etam_jax.errors import EtamError
 
 STEADY_SKIP = 2  # yielded frames excluded from the steady state (compilation)
@@ -53,12 +55,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def rss_mb() -> float:
-    """Current resident set size of this process in MiB."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 class CompileTimer:
     """Sums JAX's compile-event durations (tracing, lowering, backend compile)."""
 
@@ -72,19 +68,28 @@ class CompileTimer:
 
 
 def time_frames(outputs) -> dict:
-    """Consumes a (frame_idx, logits) iterator; per-frame wall times and RSS."""
+    """Consumes a (frame_idx, logits) iterator; per-frame wall times and host memory.
+
+    ``rss_peak_mb`` is polled throughout (`RssSampler`); ``rss_slope_mb_per_frame``
+    is the least-squares slope of the RSS read as each steady-state frame is
+    yielded (about 0 when memory stays flat as the video grows).
+    """
     times, rss = [], []
-    start = last = time.perf_counter()
-    for _ in outputs:
-        now = time.perf_counter()
-        times.append(now - last)
-        rss.append(rss_mb())
-        last = now
+    with RssSampler() as sampler:
+        start = last = time.perf_counter()
+        for _ in outputs:
+            now = time.perf_counter()
+            times.append(now - last)
+            rss.append(rss_mb())
+            last = now
     steady = times[STEADY_SKIP:] or times
     ms = 1000 * float(np.mean(steady))
+    tail = rss[STEADY_SKIP:]
+    slope = float(np.polyfit(np.arange(len(tail)), tail, 1)[0]) if len(tail) > 2 else 0.0
     return {"frames": len(times), "ms_per_frame": ms, "fps": 1000 / ms,
             "first_frames_s": [round(t, 3) for t in times[:STEADY_SKIP]],
-            "total_s": last - start, "rss_peak_mb": max(rss), "rss_end_mb": rss[-1]}
+            "total_s": last - start, "rss_peak_mb": max(sampler.peak_mb, *rss), "rss_end_mb": rss[-1],
+            "rss_slope_mb_per_frame": slope}
 
 
 def bench_ours(predictor, frames_dir: str, prompts, timer: CompileTimer) -> dict:
@@ -171,7 +176,7 @@ def print_row(row: dict) -> None:
     ours, off = row["ours"], row.get("official")
     text = (f"{row['model']:<26} {row['video']:<6} {row['num_frames']:>5} fr  ours "
             f"{ours['ms_per_frame']:9.1f} ms/fr {ours['fps']:7.2f} fps  compile {ours['compile_s']:6.1f} s  "
-            f"rss peak {ours['rss_peak_mb']:7.0f} MiB")
+            f"rss peak {ours['rss_peak_mb']:7.0f} MiB ({ours['rss_slope_mb_per_frame']:+.1f} MiB/fr)")
     if off:
         text += (f" | official {off['ms_per_frame']:9.1f} ms/fr rss peak {off['rss_peak_mb']:7.0f} MiB"
                  f" | official/ours {row['speedup_vs_official']:.2f}x")

@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 from etam_jax.cli import main as etam
 
 
@@ -19,7 +21,8 @@ def test_bench_track_json(tmp_path, capsys):
         ours = row["ours"]
         assert row["objects"] == 3 and ours["frames"] == row["num_frames"]
         assert ours["ms_per_frame"] > 0 and abs(ours["fps"] * ours["ms_per_frame"] - 1000) < 1e-6
-        assert ours["rss_peak_mb"] > 0
+        assert ours["rss_peak_mb"] >= ours["rss_end_mb"] > 0
+        assert np.isfinite(ours["rss_slope_mb_per_frame"])
     assert short["ours"]["compile_s"] > 0
     assert long["ours"]["compile_s"] < short["ours"]["compile_s"]  # the predictor is reused
     off = short["official"]

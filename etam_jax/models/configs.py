@@ -76,6 +76,8 @@ def get_model_config(name: str, image_size: int | None = None) -> ml_collections
                 pool_correction=correction,
             ),
             memory_encoder=dict(out_dim=64, fuser_layers=2, fuser_kernel=7),
+            # Fixed in the official code (sam2_base._build_sam_heads); smaller for small demos.
+            mask_decoder=dict(mlp_dim=2048, iou_head_hidden_dim=256),
             num_maskmem=7,
             max_obj_ptrs_in_encoder=16,
             sigmoid_scale_for_mem_enc=20.0,
@@ -83,6 +85,22 @@ def get_model_config(name: str, image_size: int | None = None) -> ml_collections
             dtype="float32",
         )
     )
+
+
+def check_widths(cfg: ml_collections.ConfigDict) -> None:
+    """The hidden width is shared: the neck's ``image_encoder.d_model`` is the memory
+    attention's ``d_model`` (official ``hidden_dim``), and object pointers are split
+    into ``d_model / memory_encoder.out_dim`` memory tokens."""
+    hidden, neck, mem = cfg.memory_attention.d_model, cfg.image_encoder.d_model, cfg.memory_encoder.out_dim
+    if hidden != neck:
+        raise EtamError(
+            f"model.memory_attention.d_model ({hidden}) must equal model.image_encoder.d_model ({neck})"
+        )
+    if hidden % mem:
+        raise EtamError(
+            f"model.memory_attention.d_model ({hidden}) must be a multiple of "
+            f"model.memory_encoder.out_dim ({mem})"
+        )
 
 
 def feature_grid(cfg: ml_collections.ConfigDict) -> int:

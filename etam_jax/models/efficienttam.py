@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from etam_jax.models.configs import feature_grid
+from etam_jax.models.configs import check_widths, feature_grid
 from etam_jax.models.image_encoder import ImageEncoder
 from etam_jax.models.layers import conv, param
 from etam_jax.models.mask_decoder import build_mask_decoder
@@ -44,6 +44,7 @@ class EfficientTAM(nnx.Module):
         rngs: nnx.Rngs,
         apply_postprocessing: bool = False,
     ):
+        check_widths(cfg)
         grid, hidden = feature_grid(cfg), cfg.memory_attention.d_model
         mem_dim = cfg.memory_encoder.out_dim
         dtype = jnp.dtype(
@@ -59,7 +60,7 @@ class EfficientTAM(nnx.Module):
         self.memory_attention = MemoryAttention(
             cfg.memory_attention, grid, rngs=rngs, dtype=dtype
         )
-        self.memory_encoder = MemoryEncoder(cfg.memory_encoder, rngs=rngs, dtype=dtype)
+        self.memory_encoder = MemoryEncoder(cfg.memory_encoder, rngs=rngs, in_dim=hidden, dtype=dtype)
         self.maskmem_tpos_enc = param(
             rngs, (cfg.num_maskmem, 1, 1, mem_dim), (None, None, None, "embed")
         )
@@ -69,8 +70,11 @@ class EfficientTAM(nnx.Module):
         self.sam_prompt_encoder = build_prompt_encoder(
             cfg.image_size, hidden, rngs=rngs, dtype=dtype
         )
+        decoder = cfg.get("mask_decoder", {})
         self.sam_mask_decoder = build_mask_decoder(
             hidden,
+            mlp_dim=decoder.get("mlp_dim", 2048),
+            iou_head_hidden_dim=decoder.get("iou_head_hidden_dim", 256),
             rngs=rngs,
             dynamic_multimask_via_stability=apply_postprocessing,
             dtype=dtype,

@@ -307,22 +307,26 @@ class MaskDecoder(nnx.Module):
 def build_mask_decoder(
     hidden_dim: int = 256,
     *,
+    mlp_dim: int = 2048,
+    iou_head_hidden_dim: int = 256,
     rngs: nnx.Rngs,
     dynamic_multimask_via_stability: bool = False,
     dtype=jnp.float32,
 ) -> MaskDecoder:
     """The mask decoder exactly as EfficientTAM builds it (``sam2_base._build_sam_heads``
     with the shipped yamls); pass ``dynamic_multimask_via_stability=True`` for the
-    official predictors' post-processing (``build_sam2*(apply_postprocessing=True)``)."""
+    official predictors' post-processing (``build_sam2*(apply_postprocessing=True)``).
+    ``mlp_dim`` / ``iou_head_hidden_dim`` are fixed at 2048 / 256 in the official
+    code; smaller values only make smaller models (the demo's)."""
     transformer = TwoWayTransformer(
-        depth=2, embedding_dim=hidden_dim, num_heads=8, mlp_dim=2048, rngs=rngs, dtype=dtype
+        depth=2, embedding_dim=hidden_dim, num_heads=8, mlp_dim=mlp_dim, rngs=rngs, dtype=dtype
     )
     return MaskDecoder(
         transformer_dim=hidden_dim,
         transformer=transformer,
         num_multimask_outputs=3,
         iou_head_depth=3,
-        iou_head_hidden_dim=256,
+        iou_head_hidden_dim=iou_head_hidden_dim,
         use_high_res_features=False,
         iou_prediction_use_sigmoid=True,
         dynamic_multimask_via_stability=dynamic_multimask_via_stability,

@@ -51,3 +51,53 @@ def test_keys_shapes_and_count_match_official(official, name):
     assert {k: v for k, v in ours.items() if v != expected[k]} == {}
     assert count_params(model) == ref["total_params"]
     assert count_params(model) == HEADLINE.get(name, ref["total_params"])
+
+
+def _official_at_width(width: int):
+    """The official efficienttam_ti yaml with every hidden-width field set to ``width``
+    (what a narrower SAM2Base needs; the decoder's MLP stays the official 2048)."""
+    from omegaconf import OmegaConf
+
+    from tests.official_reference import official_config
+
+    cfg = official_config("efficienttam_ti", 64)
+    m = cfg.model
+    m.image_encoder.neck.d_model = width
+    m.image_encoder.neck.position_encoding.num_pos_feats = width
+    m.memory_attention.d_model = m.memory_attention.layer.d_model = width
+    m.memory_attention.layer.dim_feedforward = 2 * width
+    m.memory_attention.layer.self_attention.embedding_dim = width
+    m.memory_attention.layer.cross_attention.embedding_dim = width
+    OmegaConf.update(m, "memory_encoder.in_dim", width, force_add=True)
+    OmegaConf.update(m, "memory_encoder.mask_downsampler.embed_dim", width, force_add=True)
+    m.memory_encoder.fuser.layer.dim = width
+    return cfg
+
+
+def test_a_narrower_hidden_width_has_the_official_keys_and_shapes():
+    from hydra.utils import instantiate
+
+    from etam_jax.models.configs import get_model_config
+
+    width = 128
+    official = instantiate(_official_at_width(width).model, _recursive_=True)
+    expected = {k: list(v.shape) for k, v in official.state_dict().items()}
+    cfg = get_model_config("efficienttam_ti", 64)
+    cfg.image_encoder.d_model = cfg.memory_attention.d_model = width
+    cfg.memory_attention.dim_feedforward = 2 * width
+    ours = {leaf.torch_key: list(leaf.torch_shape) for leaf in iter_leaves(abstract_model(cfg))}
+    assert ours == expected
+    assert count_params(abstract_model(cfg)) == sum(p.numel() for p in official.parameters())
+
+
+def test_widths_that_cannot_fit_together_name_the_fields():
+    from etam_jax.errors import EtamError
+    from etam_jax.models.configs import get_model_config
+
+    cfg = get_model_config("efficienttam_ti", 64)
+    cfg.memory_attention.d_model = 128
+    with pytest.raises(EtamError, match=r"memory_attention.d_model \(128\).*image_encoder.d_model \(256\)"):
+        abstract_model(cfg)
+    cfg.image_encoder.d_model = cfg.memory_attention.d_model = 96
+    with pytest.raises(EtamError, match=r"multiple of model.memory_encoder.out_dim \(64\)"):
+        abstract_model(cfg)

@@ -55,7 +55,7 @@ def main() -> int:
     data, val, workdir = args.out / "data", args.out / "val", args.out / "run"
     if not (data / "sav").exists():
         run(*etam, "data", "synth", "--out", str(data), "--kinds", "sa1b,sav", "--seed", "0",
-            "--count", "48", "--object-scale", OBJECT_SCALE)
+            "--count", "96", "--object-scale", OBJECT_SCALE)
     if not (val / "davis").exists():
         run(*etam, "data", "synth", "--out", str(val), "--kinds", "davis", "--seed", "1",
             "--count", "3", "--object-scale", OBJECT_SCALE)

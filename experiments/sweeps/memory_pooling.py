@@ -21,7 +21,7 @@ DIR holding ``sa1b/``, ``sav/`` and ``davis/`` as ``etam data synth`` writes the
   that trains on generated data in minutes on a CPU) at its 64 px (a 4 x 4
   feature grid: window 2 leaves 2 x 2 tokens per memory frame, window 4 one),
   ``LOCAL_STEPS`` steps each. Generate DIR as the demo does:
-  ``etam data synth --out DIR --kinds sa1b,sav --count 48 --object-scale 1.6`` and
+  ``etam data synth --out DIR --kinds sa1b,sav --count 96 --object-scale 1.6`` and
   ``etam data synth --out DIR --kinds davis --seed 1 --count 3 --object-scale 1.6``.
 - ``ci``: 2 points (w1_none, w2_eq5) with ``tiny.py`` (2 trunk blocks, 1
   memory-attention layer, 64 px, 2-frame clips), 2 training steps.
@@ -42,7 +42,7 @@ WINDOWS = (1, 2, 4)
 CORRECTIONS = ("none", "eq5", "eq6")
 
 _DATA = {"data.sources.sav.path": "{data}/sav", "data.sources.sa1b.path": "{data}/sa1b"}
-LOCAL_STEPS = 350  # half the demo's run: 7 points in ~35 min on 2 cores
+LOCAL_STEPS = 750  # half the demo's run: 7 points in ~35 min on 2 cores
 _LOCAL = {
     **_DATA,
     "train.total_steps": LOCAL_STEPS,

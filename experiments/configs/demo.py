@@ -60,11 +60,11 @@ def get_config(arg: str | None = None):
     cfg.data.sources.sa1b = data_defaults.source(weight=0.2, batch_size=4, num_frames=1, max_objects=4)
     o = cfg.optimizer
     o.lr, o.encoder_lr, o.schedule = 4e-4, 4e-4, "cosine"
-    o.warmup_steps, o.total_steps, o.layer_decay, o.clip_norm = 50, 1500, 1.0, 1.0
+    o.warmup_steps, o.total_steps, o.layer_decay, o.clip_norm = 50, 1300, 1.0, 1.0
     cfg.train.total_steps = o.total_steps
     cfg.train.log_every = 25
     cfg.checkpoint.every_steps = 500
     cfg.checkpoint.keep = 2
-    cfg.eval.every_steps = 750
+    cfg.eval.every_steps = 650
     cfg.eval.at_start = True
     return cfg

@@ -42,7 +42,7 @@ WINDOWS = (1, 2, 4)
 CORRECTIONS = ("none", "eq5", "eq6")
 
 _DATA = {"data.sources.sav.path": "{data}/sav", "data.sources.sa1b.path": "{data}/sa1b"}
-LOCAL_STEPS = 750  # half the demo's run: 7 points in ~35 min on 2 cores
+LOCAL_STEPS = 650  # half the demo's run: 7 points in ~35 min on 2 cores
 _LOCAL = {
     **_DATA,
     "train.total_steps": LOCAL_STEPS,

@@ -33,7 +33,7 @@ def test_emit_local_prints_one_train_command_per_point(capsys, tmp_path):
         "--config.model.memory_attention.pool_window=4",
         "--config.model.memory_attention.pool_correction=eq6",
         "--config.model.image_size=64",
-        "--config.train.total_steps=750",
+        "--config.train.total_steps=650",
         "--config.data.sources.sav.path=/d/sav",
     ):
         assert flag in ti_w4_eq6

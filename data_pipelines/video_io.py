@@ -49,12 +49,16 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int = FPS, cr
             container.mux(stream.encode())
 
 
-def read_mp4(path: str | Path, indices: Sequence[int] | None = None) -> tuple[list[np.ndarray], int]:
+def read_mp4(
+    path: str | Path, indices: Sequence[int] | None = None, stride: int = 1
+) -> tuple[list[np.ndarray], int]:
     """Decodes frames of an mp4.
 
     Args:
         path: the video.
-        indices: frame numbers to keep (sorted or not); None keeps every frame.
+        indices: frame numbers to keep (sorted or not); None keeps every ``stride``-th
+            frame from frame 0 to the end (decoding to the end counts every frame).
+        stride: with ``indices`` None, keep frames ``0, stride, 2 * stride, ...``.
 
     Returns:
         (frames, decoded): the kept frames as uint8 ``[H, W, 3]`` in the order of
@@ -71,7 +75,7 @@ def read_mp4(path: str | Path, indices: Sequence[int] | None = None) -> tuple[li
         with av.open(str(path)) as container:
             for count, frame in enumerate(container.decode(video=0), start=1):
                 i = count - 1
-                if wanted is None or i in wanted:
+                if (i % stride == 0) if wanted is None else (i in wanted):
                     kept[i] = frame.to_ndarray(format="rgb24")
                 if last is not None and i >= last:
                     break

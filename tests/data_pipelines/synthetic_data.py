@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,3 +19,10 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     synthetic.write_all(root, seed=SEED)
     return root
+
+
+def edit_json(path: Path, edit: Callable[[dict], object]) -> None:
+    """Rewrites the json file ``path`` after ``edit(meta)`` changed its dict in place."""
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from data_pipelines import synthetic
 from data_pipelines.records import SkippedExample, check_record, decode_record, require_frames
 from data_pipelines.sa1b_reader import SA1BSource
 from data_pipelines.sav_reader import SAVSource
-from tests.data_pipelines.synthetic_data import SEED, synth_root  # noqa: F401
+from tests.data_pipelines.synthetic_data import SEED, edit_json, synth_root  # noqa: F401
 
 
 def _skip_reason(record: dict) -> SkippedExample:
@@ -28,12 +27,6 @@ def sa1b_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _edit_json(path: Path, edit) -> None:
-    meta = json.loads(path.read_text())
-    edit(meta)
-    path.write_text(json.dumps(meta))
-
-
 def test_sa1b_truncated_jpeg(sa1b_dir: Path) -> None:
     jpeg = (sa1b_dir / "sa_2.jpg").read_bytes()
     (sa1b_dir / "sa_2.jpg").write_bytes(jpeg[: len(jpeg) // 2])
@@ -44,7 +37,7 @@ def test_sa1b_truncated_jpeg(sa1b_dir: Path) -> None:
 
 
 def test_sa1b_json_missing_key(sa1b_dir: Path) -> None:
-    _edit_json(sa1b_dir / "sa_1.json", lambda m: m.pop("annotations"))
+    edit_json(sa1b_dir / "sa_1.json", lambda m: m.pop("annotations"))
     error = _skip_reason(SA1BSource(sa1b_dir)[0])
     assert error.file.endswith("sa_1.json") and "annotations" in error.reason
 
@@ -52,7 +45,7 @@ def test_sa1b_json_missing_key(sa1b_dir: Path) -> None:
 def test_sa1b_rle_size_disagrees(sa1b_dir: Path) -> None:
     def shrink(meta: dict) -> None:
         meta["annotations"][0]["segmentation"]["size"] = [32, 48]
-    _edit_json(sa1b_dir / "sa_3.json", shrink)
+    edit_json(sa1b_dir / "sa_3.json", shrink)
     error = _skip_reason(SA1BSource(sa1b_dir)[2])
     assert error.file.endswith("sa_3.json") and "[32, 48] != image size [64, 96]" in error.reason
 
@@ -62,14 +55,14 @@ def test_sa1b_image_size_disagrees_with_json(sa1b_dir: Path) -> None:
         meta["image"]["height"] = 32
         for ann in meta["annotations"]:
             ann["segmentation"] = synthetic.rle_dict(np.ones((32, 96), bool))
-    _edit_json(sa1b_dir / "sa_1.json", lie)
+    edit_json(sa1b_dir / "sa_1.json", lie)
     assert "image size [64, 96] != annotated size [32, 96]" in _skip_reason(SA1BSource(sa1b_dir)[0]).reason
 
 
 def test_sa1b_object_with_no_pixels(sa1b_dir: Path) -> None:
     def empty(meta: dict) -> None:
         meta["annotations"][1]["segmentation"] = synthetic.rle_dict(np.zeros((64, 96), bool))
-    _edit_json(sa1b_dir / "sa_2.json", empty)
+    edit_json(sa1b_dir / "sa_2.json", empty)
     assert "has no pixels" in _skip_reason(SA1BSource(sa1b_dir)[1]).reason
 
 
@@ -89,7 +82,7 @@ def test_sav_truncated_mp4(sav_dir: Path) -> None:
 
 
 def test_sav_json_missing_key_and_missing_json(sav_dir: Path) -> None:
-    _edit_json(sav_dir / "sav_000001_manual.json", lambda m: m.pop("masklet_id"))
+    edit_json(sav_dir / "sav_000001_manual.json", lambda m: m.pop("masklet_id"))
     error = _skip_reason(SAVSource(sav_dir)[0])
     assert error.file.endswith("sav_000001_manual.json") and "masklet_id" in error.reason
     (sav_dir / "sav_000002_manual.json").unlink()
@@ -97,16 +90,21 @@ def test_sav_json_missing_key_and_missing_json(sav_dir: Path) -> None:
 
 
 def test_sav_masklet_longer_than_video(sav_dir: Path) -> None:
-    _edit_json(sav_dir / "sav_000001_manual.json", lambda m: m["masklet"].extend(m["masklet"][:3]))
+    # The mp4 decodes to its end (48 frames), so the json is at fault. Every other field the
+    # reader checks: test_sav_json_checks.py.
+    edit_json(sav_dir / "sav_000001_manual.json", lambda m: m["masklet"].extend(m["masklet"][:3]))
     error = _skip_reason(SAVSource(sav_dir)[0])
-    assert "48 decodable frames" in error.reason and error.file.endswith("sav_000001.mp4")
+    assert error.file.endswith("sav_000001_manual.json")
+    assert error.reason.startswith("len(masklet): found 15, expected 12 (sav_000001.mp4: 48 frames")
 
 
 def test_sav_rle_size_disagrees(sav_dir: Path) -> None:
     def shrink(meta: dict) -> None:
         meta["masklet"][2][0] = synthetic.rle_dict(np.ones((64, 96), bool))
-    _edit_json(sav_dir / "sav_000002_manual.json", shrink)
-    assert "!= video size [128, 192]" in _skip_reason(SAVSource(sav_dir)[1]).reason
+    edit_json(sav_dir / "sav_000002_manual.json", shrink)
+    error = _skip_reason(SAVSource(sav_dir)[1])
+    assert error.file.endswith("sav_000002_manual.json")
+    assert "masklet[2][0].size (frame 8): found [64, 96], expected [128, 192]" in error.reason
 
 
 def test_video_shorter_than_clip(synth_root: Path) -> None:
@@ -122,7 +120,7 @@ def test_video_shorter_than_clip(synth_root: Path) -> None:
 def test_sa1b_corrupt_rle_string(sa1b_dir: Path) -> None:
     def garble(meta: dict) -> None:
         meta["annotations"][0]["segmentation"]["counts"] += "o"  # a last group that says "more follow"
-    _edit_json(sa1b_dir / "sa_1.json", garble)
+    edit_json(sa1b_dir / "sa_1.json", garble)
     error = _skip_reason(SA1BSource(sa1b_dir)[0])
     assert error.file.endswith("sa_1.json") and "RLE" in error.reason
 
@@ -130,6 +128,6 @@ def test_sa1b_corrupt_rle_string(sa1b_dir: Path) -> None:
 def test_sa1b_rle_shorter_than_image(sa1b_dir: Path) -> None:
     def short(meta: dict) -> None:  # a valid 10x10 RLE under an image-sized "size"
         meta["annotations"][1]["segmentation"]["counts"] = synthetic.rle_dict(np.ones((10, 10), bool))["counts"]
-    _edit_json(sa1b_dir / "sa_2.json", short)
+    edit_json(sa1b_dir / "sa_2.json", short)
     error = _skip_reason(SA1BSource(sa1b_dir)[1])
     assert "covers 100 pixels, image has 64x96 = 6144" in error.reason

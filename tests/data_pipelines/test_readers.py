@@ -106,7 +106,8 @@ def test_sav_hand_written_video(tmp_path: Path) -> None:
             "masklet": [[_coco_rle(m) for m in frame] for frame in masks],
             "masklet_first_appeared_frame": [0.0, 8.0]}
     (tmp_path / "sav_000123_manual.json").write_text(json.dumps(meta))
-    auto = dict(meta, masklet_id=[0], masklet=[[_coco_rle(frame[0])] for frame in masks])
+    auto = dict(meta, masklet_id=[0], masklet=[[_coco_rle(frame[0])] for frame in masks],
+                masklet_first_appeared_frame=[0.0])
     (tmp_path / "sav_000123_auto.json").write_text(json.dumps(auto))
     example = decode_record(SAVSource(tmp_path, ("manual", "auto"))[0])
     np.testing.assert_array_equal(example["frame_indices"], [0, 4, 8])

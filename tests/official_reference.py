@@ -35,44 +35,66 @@ def official_config(name: str, image_size: int | None = None):
     return cfg
 
 
-def build_official(name: str, image_size: int | None = None, seed: int = 0) -> torch.nn.Module:
-    """The official SAM2Base model in eval mode with every weight randomised."""
+def build_official(
+    name: str, image_size: int | None = None, seed: int = 0, scheme: str = "replace"
+) -> torch.nn.Module:
+    """The official SAM2Base model in eval mode with every weight randomised (`randomize_`)."""
     torch.manual_seed(seed)
     model = instantiate(official_config(name, image_size).model, _recursive_=True)
-    randomize_(model, seed)
+    randomize_(model, seed, scheme)
     return model.eval()
 
 
-def randomize_(module: torch.nn.Module, seed: int) -> None:
+def randomize_(module: torch.nn.Module, seed: int, scheme: str = "replace") -> None:
     """Randomises every parameter and buffer of ``module`` in place.
 
     Matrices and conv kernels ~ N(0, 1/fan_in) (variance preserving, so
-    activations keep their scale through 12 blocks); everything else (biases,
-    norms, embeddings, zero-initialised tokens) is perturbed around its
-    usual value. The object-score head's last bias is shifted by +1 so that
-    objects stay "present" with a margin (see EFFICIENTTAM.md).
+    activations keep their scale through 12 blocks) under both schemes. The
+    rest (biases, norms, embeddings, zero-initialised tokens, the Fourier
+    matrix, temporal encodings) is drawn afresh around its usual value
+    (``"replace"``), or perturbed around the value the official init gave it
+    (``"perturb"``: t + 0.5 std(t) N(0, 1); norm weights 1 + 0.1 N;
+    zero-initialised tensors, LayerScale included, 0.05 N). The object-score
+    head's last bias is shifted by +1 so that objects stay "present" with a
+    margin (see EFFICIENTTAM.md).
     """
+    if scheme not in ("replace", "perturb"):
+        raise ValueError(f"scheme {scheme!r}: expected 'replace' or 'perturb'")
     gen = torch.Generator().manual_seed(seed)
+    draw = _draw_replace if scheme == "replace" else _draw_perturb
     with torch.no_grad():
         for name, tensor in module.state_dict(keep_vars=True).items():
             if not tensor.is_floating_point():
                 continue
-            leaf = name.rsplit(".", 1)[-1]
             noise = torch.randn(tensor.shape, generator=gen)
+            leaf = name.rsplit(".", 1)[-1]
             if leaf == "weight" and tensor.ndim >= 2 and "embed" not in name:
                 fan_in = math.prod(tensor.shape[1:])
                 if "output_upscaling" in name:  # ConvTranspose: (in, out, kh, kw)
                     fan_in = tensor.shape[0]
                 tensor.copy_(noise / math.sqrt(fan_in))
-            elif leaf in ("weight", "gamma") and tensor.ndim == 1:
-                tensor.copy_(1.0 + 0.2 * noise)
-            elif leaf == "bias":
-                tensor.copy_(0.1 * noise)
-            else:  # embeddings, pos embeds, tokens, tpos encodings, gaussian matrix
-                tensor.copy_(noise * (tensor.std() if tensor.numel() > 1 and tensor.std() > 0 else 1.0))
+            else:
+                tensor.copy_(draw(tensor, leaf, noise))
         head = getattr(getattr(module, "sam_mask_decoder", None), "pred_obj_score_head", None)
         if head is not None:
             head.layers[-1].bias.add_(1.0)
+
+
+def _draw_replace(t: torch.Tensor, leaf: str, noise: torch.Tensor) -> torch.Tensor:
+    if leaf in ("weight", "gamma") and t.ndim == 1:
+        return 1.0 + 0.2 * noise
+    if leaf == "bias":
+        return 0.1 * noise
+    return noise * (t.std() if t.numel() > 1 and t.std() > 0 else 1.0)
+
+
+def _draw_perturb(t: torch.Tensor, leaf: str, noise: torch.Tensor) -> torch.Tensor:
+    if t.abs().max() < 1e-5:  # zero-initialised (LayerScale's 1e-6 included)
+        return 0.05 * noise
+    if leaf == "weight" and t.ndim == 1:  # norms
+        return 1.0 + 0.1 * noise
+    std = t.std() if t.numel() > 1 and t.std() > 0 else t.abs().max()
+    return t + 0.5 * std * noise
 
 
 def state_dict_numpy(module: torch.nn.Module, prefix: str = "") -> dict[str, np.ndarray]:

@@ -36,8 +36,11 @@ def _official_reference():
     return official_config, randomize_
 
 
-def build_official_predictor(name: str, image_size: int | None = None, seed: int = 0):
-    """The official `SAM2VideoPredictor` (as its builder sets it up), every weight randomised."""
+def build_official_predictor(
+    name: str, image_size: int | None = None, seed: int = 0, scheme: str = "replace"
+):
+    """The official `SAM2VideoPredictor` (as its builder sets it up), every weight randomised
+    (`tests/official_reference.randomize_`, `scheme` "replace" or "perturb")."""
     import torch
     from hydra.utils import instantiate
 
@@ -49,7 +52,7 @@ def build_official_predictor(name: str, image_size: int | None = None, seed: int
     cfg.model.binarize_mask_from_pts_for_mem_enc = True
     torch.manual_seed(seed)
     model = instantiate(cfg.model, _recursive_=True)
-    randomize_(model, seed)
+    randomize_(model, seed, scheme)
     return model.eval()
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-import jax
 import numpy as np
 from flax import nnx
 from tqdm import tqdm
@@ -85,16 +84,6 @@ def masks_from_logits(logits: Mapping[int, np.ndarray], non_overlap: bool) -> di
     return dict(zip(ids, fg))
 
 
-def with_postprocessing(model: nnx.Module) -> nnx.Module:
-    """A view of `model` set up as the official video predictor builder does
-    (``apply_postprocessing``: dynamic multimask fallback): its own variables
-    (so updating it leaves `model` alone) holding the same arrays (no copy)."""
-    graphdef, state = nnx.split(model)
-    view = nnx.merge(graphdef, jax.tree.map(lambda x: x, state))
-    view.sam_mask_decoder.dynamic_multimask_via_stability = True
-    return view
-
-
 class VOSEvaluator:
     """Runs the video predictor over VOS folders and scores it; keeps its compiled
     steps (one per object count) between calls.
@@ -107,7 +96,7 @@ class VOSEvaluator:
     def __init__(self, model: nnx.Module):
         from etam_jax.inference.video_predictor import VideoPredictor
 
-        self.predictor = VideoPredictor(with_postprocessing(model))
+        self.predictor = VideoPredictor(model)  # with the predictor's post-processing
 
     def update(self, weights: nnx.Module | nnx.State) -> None:
         """Evaluates new weights from now on, keeping the compiled steps.

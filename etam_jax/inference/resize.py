@@ -16,7 +16,13 @@ from static shapes, following torch's index/weight formulas in
 check they equal torch's bit for bit) and apply them with a contraction, so the
 same functions work on numpy arrays and inside ``jax.jit`` (where the matrices
 are compile-time constants). Results agree with torch up to float32 rounding of
-the weighted sums.
+the weighted sums. On numpy with ``antialias=True`` each output instead sums
+its window's taps one by one in torch's order (`_apply_taps`): that path feeds
+thresholds (a mask prompt resized, then ``>= 0.5``), where a window straddling
+an edge sums to 0.5 up to rounding and the rounding decides the pixel. Summing
+in torch's order reproduces torch's choice on such masks (a contraction flipped
+pixels of a portrait mask prompt); torch's vectorised kernels do not round the
+same way everywhere, so other values still agree to float32 rounding only.
 """
 
 from __future__ import annotations
@@ -95,6 +101,34 @@ def _aa_weights(in_size: int, out_size: int) -> np.ndarray:
     return weights
 
 
+@functools.lru_cache(maxsize=64)
+def _taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each output's antialias window as ``[out, K]`` input indices and weights, in order.
+
+    The window runs from the first to the last non-zero weight of the row;
+    shorter rows are padded with weight 0 (adding ``x * 0`` leaves a float sum unchanged).
+    """
+    w = bilinear_weights(in_size, out_size, antialias=True)
+    nonzero = w != 0
+    first = nonzero.argmax(1)
+    last = in_size - 1 - nonzero[:, ::-1].argmax(1)
+    pos = first[:, None] + np.arange(int((last - first).max()) + 1)
+    idx = np.minimum(pos, in_size - 1)
+    taps = np.where(pos <= last[:, None], np.take_along_axis(w, idx, 1), np.float32(0))
+    return idx, taps.astype(np.float32)
+
+
+def _apply_taps(x: np.ndarray, axis: int, out_size: int) -> np.ndarray:
+    """torch's antialiased 1-D resize of ``x`` along ``axis``: per output,
+    ``acc = x[i0] * w0; acc += x[i1] * w1; ...`` in float32 (``interpolate_aa_single_dim``)."""
+    idx, taps = _taps(x.shape[axis], out_size)
+    x = np.moveaxis(x, axis, -1).astype(np.float32, copy=False)
+    acc = x[..., idx[:, 0]] * taps[:, 0]
+    for k in range(1, idx.shape[1]):
+        acc = acc + x[..., idx[:, k]] * taps[:, k]
+    return np.moveaxis(acc, -1, axis)
+
+
 def resize_bilinear(
     x,
     size: tuple[int, int],
@@ -124,6 +158,9 @@ def resize_bilinear(
     for axis, out in ((ax_w, size[1]), (ax_h, size[0])):
         if x.shape[axis] == out:
             continue  # torch's weights are the identity here
+        if xp is np and antialias and x.dtype == np.float32:
+            x = _apply_taps(x, axis, out)
+            continue
         w = bilinear_weights(x.shape[axis], out, antialias).astype(x.dtype)
         if xp is np:
             x = np.tensordot(w, x, axes=([1], [axis]))

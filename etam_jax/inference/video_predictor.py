@@ -34,6 +34,16 @@ from etam_jax.inference.resize import resize_bilinear
 from etam_jax.models.tracker import Tracker
 
 
+def with_postprocessing(model: nnx.Module) -> nnx.Module:
+    """A view of `model` set up as the official video predictor builder does
+    (``apply_postprocessing``: dynamic multimask fallback): its own variables
+    (so updating it leaves `model` alone) holding the same arrays (no copy)."""
+    graphdef, state = nnx.split(model)
+    view = nnx.merge(graphdef, jax.tree.map(lambda x: x, state))
+    view.sam_mask_decoder.dynamic_multimask_via_stability = True
+    return view
+
+
 def load_video_model(name: str, checkpoint: str, image_size: int | None = None) -> nnx.Module:
     """The named model with weights, set up as the official video predictor builder does
     (``apply_postprocessing``: dynamic multimask fallback)."""
@@ -65,15 +75,19 @@ class _FramePrompt:
 class VideoPredictor:
     """Tracks prompted objects through a folder of frames (see the module docstring).
 
+    The official builder (``build_sam2_video_predictor``) always applies the
+    mask decoder's post-processing (an unstable single mask falls back to the
+    best multimask output); so does this class, whatever `model` was built with,
+    so a single-mask prompt (several clicks, a box) cannot silently differ.
+
     Args:
-        model: an EfficientTAM built with ``apply_postprocessing=True`` (see
-            `load_video_model`).
+        model: an EfficientTAM with weights (any ``apply_postprocessing``).
         prefetch: frames decoded ahead of the model.
     """
 
     def __init__(self, model: nnx.Module, prefetch: int = 2):
-        self.model = model
-        self.params = nnx.state(model)
+        self.model = with_postprocessing(model)
+        self.params = nnx.state(self.model)
         self.image_size = model.image_size
         self.prefetch = prefetch
         self.frames: VideoFrames | None = None

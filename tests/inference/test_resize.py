@@ -59,12 +59,26 @@ def test_resize_image_matches_torchvision_resize(hw):
     np.testing.assert_allclose(ours.transpose(2, 0, 1), ref, rtol=0, atol=1e-6)
 
 
-def test_binary_mask_threshold_agrees():
-    """The video predictor's mask prompt: antialiased resize of a 0/1 mask, then >= 0.5."""
-    mask = (np.random.default_rng(3).uniform(size=(1, 1, 75, 131)) > 0.7).astype(np.float32)
-    ref = _torch_resize(mask, (64, 64), True) >= 0.5
-    ours = resize_bilinear(mask, (64, 64), antialias=True) >= 0.5
-    assert (ours == ref).mean() > 0.999
+@pytest.mark.parametrize("in_hw,out_hw", [((75, 131), (64, 64)), ((640, 480), (256, 256)),
+                                           ((480, 854), (256, 256)), ((40, 30), (64, 64))])
+def test_mask_prompt_threshold_matches_torch(in_hw, out_hw):
+    """The video predictor's mask prompt: antialiased resize of a 0/1 mask, then >= 0.5.
+    A window straddling an edge sums to 0.5 up to rounding, and the rounding decides
+    the pixel (a contraction in another order flipped such pixels of a portrait mask
+    in the prompt-matrix test): rectangles and ellipses threshold exactly as torch's,
+    and every value, random ones included, is torch's to float32 rounding."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[: in_hw[0], : in_hw[1]]
+    rect = (yy >= in_hw[0] // 3) & (yy < in_hw[0] * 3 // 4) & (xx >= 7) & (xx < in_hw[1] // 2)
+    ellipse = ((yy - in_hw[0] / 2.3) / (in_hw[0] / 3)) ** 2 + ((xx - in_hw[1] / 1.7) / 9.5) ** 2 < 1
+    masks = np.stack([rect, ellipse]).astype(np.float32)[:, None]
+    ref = _torch_resize(masks, out_hw, True)
+    ours = resize_bilinear(masks, out_hw, antialias=True)
+    np.testing.assert_array_equal(ours >= 0.5, ref >= 0.5)
+    values = rng.normal(size=(1, 1, *in_hw)).astype(np.float32)
+    np.testing.assert_allclose(
+        resize_bilinear(values, out_hw, antialias=True), _torch_resize(values, out_hw, True),
+        rtol=1e-6, atol=3e-7)
 
 
 @pytest.mark.parametrize("antialias", [False, True])

@@ -6,11 +6,11 @@ import os
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from etam_jax import cli
 from tests.inference import torchvision_shim
+from tests.inference.prompt_matrix import mask_iou, official_mask_input
 from tests.inference.test_image_predictor import smooth_image
 from tests.official_reference import build_official, relative_error
 
@@ -66,11 +66,7 @@ def official_results(root, official):
     pred = SAM2ImagePredictor(official)
     pred._bb_feat_sizes = [(SIZE // 16, SIZE // 16)]  # one feature level, not 1024's three
     pred.set_image(np.array(Image.open(root / "img.png")))
-    # The mask prompt as the official video path makes it: resize (antialiased) to the
-    # model size, >= 0.5, then down to the prompt encoder's 4g x 4g (antialiased).
-    mask = torch.from_numpy(np.asarray(Image.open(root / "m.png")) > 0).float()[None, None]
-    mask = (F.interpolate(mask, (SIZE, SIZE), mode="bilinear", antialias=True) >= 0.5).float()
-    low = F.interpolate(mask, (SIZE // 4, SIZE // 4), mode="bilinear", antialias=True)[0].numpy()
+    low = official_mask_input(root / "m.png", SIZE)
     kws = {
         1: {"point_coords": np.array([[100.0, 60.0]]), "point_labels": np.array([1])},
         5: {
@@ -99,7 +95,7 @@ def test_multimask_outputs_match_official(case):
         ]:
             png = np.asarray(Image.open(out / f"{stem}.png"))
             assert png.shape == HW and set(np.unique(png)) <= {0, 255}
-            assert _iou(png > 0, want > 0) >= 0.99
+            assert mask_iou(png > 0, want > 0) >= 0.99
             got = np.load(out / f"{stem}.npy")
             assert got.dtype == np.float32 and relative_error(got, want) <= 1e-3
     assert not [p for p in os.listdir(root) if ".partial" in p]
@@ -112,11 +108,6 @@ def test_single_mask_outputs(case):
     assert files == ["1.png", "5.png", "9.png", "scores.json"]
     scores = json.loads((root / "single" / "scores.json").read_text())
     assert all(len(s["scores"]) == 1 and s["best"] == 0 for s in scores.values())
-
-
-def _iou(a, b):
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else np.logical_and(a, b).sum() / union
 
 
 BAD_PROMPTS = {

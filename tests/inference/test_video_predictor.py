@@ -8,7 +8,6 @@ that object alone. Tolerance: max|ours - ref| / max(1, max|ref|) <= 1e-3 per
 object and frame, mask IoU >= 0.99.
 """
 
-import os
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from etam_jax.inference.demo_video import write_demo_video
 from etam_jax.inference.prompts_io import load_prompts
 from etam_jax.inference.video_predictor import VideoPredictor
 from etam_jax.models.build import build_model
+from tests.inference.prompt_matrix import assert_logits_match, by_object_frame
 from tests.official_reference import state_dict_numpy
 
 NUM_FRAMES = 8
@@ -61,25 +61,6 @@ def run_ours(official, name, image_size, frames_dir, prompts, reverse):
     return got
 
 
-def compare(got, want):
-    assert sorted(got) == sorted(want)
-    two_signs = 0
-    for obj_id in want:
-        assert sorted(got[obj_id]) == sorted(want[obj_id]), f"object {obj_id}: frames differ"
-        for t, ref in want[obj_id].items():
-            ours = got[obj_id][t]
-            assert ours.shape == ref.shape == HW and ours.dtype == np.float32
-            err = np.abs(ours - ref).max() / max(1.0, np.abs(ref).max())
-            assert err <= 1e-3, f"object {obj_id} frame {t}: relative error {err:.2e}"
-            a, b = ours > 0, ref > 0
-            union = (a | b).sum()
-            iou = (a & b).sum() / union if union else 1.0
-            assert iou >= 0.99, f"object {obj_id} frame {t}: IoU {iou:.4f}"
-            two_signs += bool((ref > 0).any() and (ref < 0).any())
-    total = sum(len(v) for v in want.values())
-    assert two_signs >= 0.8 * total, f"only {two_signs}/{total} outputs have both signs"
-
-
 @pytest.mark.parametrize("name,image_size,reverse", [
     ("efficienttam_ti", 256, True),
     pytest.param("efficienttam_ti", 1024, True, marks=pytest.mark.slow),
@@ -90,4 +71,4 @@ def test_parity(tmp_path, name, image_size, reverse):
     official = build_official_predictor(name, image_size, seed=1)
     want = run_official_per_object(official, frames_dir, prompts, reverse)
     got = run_ours(official, name, image_size, frames_dir, prompts, reverse)
-    compare(got, want)
+    assert_logits_match(by_object_frame(got), by_object_frame(want), HW, label=name)

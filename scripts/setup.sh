@@ -16,5 +16,11 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ scripts/setup.sh -nt "$s
   # which does not import beside this torch build and which the model does not need.
   python -m pip install -q hydra-core iopath
   python -m pip install -q --no-deps "efficient-track-anything==1.0"
+  # SAM 2's training code (losses, optimizer, SAM2Train) for the training parity tests:
+  # the sam2==1.1.0 sdist, installed as module `sam2_training_ref` (its own `sam2`
+  # would clash with the one above). fvcore: its lr schedulers; tensordict and
+  # tensorboard: imported at module level by its trainer and data utils.
+  python -m pip install -q "fvcore==0.1.5.post20221221" "tensordict==0.15.3" tensorboard
+  python scripts/install_sam2_training_ref.py
   touch "$stamp"
 fi

@@ -1,16 +1,23 @@
 """The optax optimizer of the SAM 2 / EfficientTAM recipe.
 
 AdamW with a peak learning rate for the image encoder and another for the
-rest, layer-wise lr decay over the ViT trunk, no weight decay on biases,
-norms, position embeddings and tokens, global-norm gradient clipping, and
-warm-up + cosine or reciprocal-sqrt schedules. Groups come from parameter
-paths, as big_vision's regex ``lr_mults``/``wd_mults`` and SAM 2's
+rest, layer-wise lr decay over the ViT trunk (the trunk's ``pos_embed`` not
+decayed), no weight decay on biases and LayerNorms, global-norm gradient
+clipping, and warm-up + cosine or reciprocal-sqrt schedules. Groups come from
+parameter paths, as big_vision's regex ``lr_mults``/``wd_mults`` and SAM 2's
 ``training/optimizer.py`` (``layer_decay_param_modifier``) do, and become one
 ``optax.multi_transform``.
+
+The defaults are SAM 2.1's training yaml (``sam2.1_hiera_b+_MOSE_finetune.yaml``,
+``trainer.optim``) and match its ``construct_optimizer`` per parameter and step
+(tests/training/test_optimizer_official.py). Its layer decay reads layer ids from
+the trunk's ``get_layer_id``, which only Hiera has; for the ViT trunk we use the
+same (BEiT) rule: pos/patch embedding 0, ``blocks.i`` i + 1, anything else depth + 1.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 
 import jax
@@ -21,10 +28,26 @@ import optax
 from etam_jax.errors import EtamError
 
 # Paths (dotted, as ``image_encoder.trunk.blocks.3.attn.qkv.kernel``) that get
-# no weight decay: biases, LayerNorm scales, ConvNeXt layer scales (``gamma``,
-# a per-channel scale like a norm's), position embeddings / encodings, and
-# learned tokens (``nnx.Embed`` tables, ``no_mem_embed``, ``no_obj_ptr``).
-NO_WEIGHT_DECAY = (
+# no weight decay. SAM 2.1's yaml: ``param_names: ['*bias*']`` and
+# ``module_cls_names: ['torch.nn.LayerNorm']`` (our nnx.LayerNorm's ``scale``).
+NO_WEIGHT_DECAY = (r"bias", r"(^|\.)scale$")
+
+# Decayed even where NO_WEIGHT_DECAY matches: SAM 2's ``LayerNorm2d`` is its own
+# nn.Module, not a torch.nn.LayerNorm, so the yaml's class filter misses its weight
+# (ours is an nnx.LayerNorm like any other, so it is found by path).
+LAYER_NORM_2D_SCALES = (
+    r"^image_encoder\.neck\.convs\.\d+\.norm_\d+\.scale$",
+    r"^memory_encoder\.mask_downsampler\.encoder\.\d+\.scale$",
+    r"^memory_encoder\.fuser\.layers\.\d+\.norm\.scale$",
+    r"^sam_prompt_encoder\.mask_downscaling\.\d+\.scale$",
+    r"^sam_mask_decoder\.output_upscaling\.\d+\.scale$",
+)
+
+# A deliberate alternative (set ``no_weight_decay`` to it and ``weight_decay_kept``
+# to ()): no decay on biases, every norm scale, ConvNeXt layer scales (``gamma``),
+# position embeddings / encodings and learned tokens (``nnx.Embed`` tables,
+# ``no_mem_embed``, ``no_obj_ptr``), as big_vision / timm-style recipes do.
+NO_WEIGHT_DECAY_EXTENDED = (
     r"\.bias$|^bias$",
     r"(^|\.)scale$",
     r"(^|\.)gamma$",
@@ -54,6 +77,10 @@ def _base_config() -> ml_collections.ConfigDict:
             "encoder_prefix": "image_encoder",
             "trunk_prefix": "image_encoder.trunk",
             "no_weight_decay": NO_WEIGHT_DECAY,
+            "weight_decay_kept": LAYER_NORM_2D_SCALES,
+            # (fnmatch pattern, lr scale) for trunk params, first match wins,
+            # in place of the layer decay: SAM 2.1's ``overrides``.
+            "layer_decay_overrides": (("*pos_embed*", 1.0),),
         }
     )
 
@@ -156,11 +183,29 @@ def _trunk_depth(names: list[str], trunk_prefix: str) -> int:
     return max(ids) + 1 if ids else 0
 
 
+def _decayed(name: str, cfg: ml_collections.ConfigDict) -> bool:
+    if any(re.search(p, name) for p in cfg.weight_decay_kept):
+        return True
+    return not any(re.search(p, name) for p in cfg.no_weight_decay)
+
+
+def _layer_decay_override(name: str, cfg: ml_collections.ConfigDict) -> int | None:
+    """Index of the first ``layer_decay_overrides`` pattern matching ``name``
+    (``fnmatchcase``, as ``layer_decay_param_modifier``), or None."""
+    for index, (pattern, _) in enumerate(cfg.layer_decay_overrides):
+        if fnmatch.fnmatchcase(name, pattern):
+            return index
+    return None
+
+
 def param_label(name: str, cfg: ml_collections.ConfigDict, depth: int) -> str:
-    """``{group}/{wd|no_wd}``; groups ``rest``, ``encoder``, ``trunk_{layer id}``."""
-    decay = "no_wd" if any(re.search(p, name) for p in cfg.no_weight_decay) else "wd"
+    """``{group}/{wd|no_wd}``; groups ``rest``, ``encoder``, ``trunk_{layer id}``,
+    ``trunk_override_{k}`` (trunk params matching ``layer_decay_overrides[k]``)."""
+    decay = "wd" if _decayed(name, cfg) else "no_wd"
     if name.startswith(cfg.trunk_prefix + "."):
-        group = f"trunk_{trunk_layer_id(name, cfg.trunk_prefix, depth)}"
+        override = _layer_decay_override(name, cfg)
+        layer = f"override_{override}" if override is not None else None
+        group = f"trunk_{layer or trunk_layer_id(name, cfg.trunk_prefix, depth)}"
     elif name.startswith(cfg.encoder_prefix + "."):
         group = "encoder"
     else:
@@ -179,13 +224,17 @@ def param_labels(params, cfg: ml_collections.ConfigDict):
 
 def label_lr_and_wd(label: str, cfg: ml_collections.ConfigDict, depth: int) -> tuple[float, float]:
     """(peak lr, weight decay) of a label. As ``layer_decay_param_modifier``
-    (``num_layers = depth + 1``): layer id ``k`` gets ``decay ** (depth + 1 - k)``."""
+    (``num_layers = depth + 1``): layer id ``k`` gets ``decay ** (depth + 1 - k)``;
+    an override's group its own scale instead."""
     group, decay = label.split("/")
     wd = cfg.weight_decay if decay == "wd" else 0.0
     if group == "rest":
         return cfg.lr, wd
     if group == "encoder":
         return cfg.encoder_lr, wd
+    if group.startswith("trunk_override_"):
+        _, scale = cfg.layer_decay_overrides[int(group.removeprefix("trunk_override_"))]
+        return cfg.encoder_lr * scale, wd
     layer_id = int(group.removeprefix("trunk_"))
     return cfg.encoder_lr * cfg.layer_decay ** (depth + 1 - layer_id), wd
 
@@ -207,5 +256,10 @@ def make_optimizer(cfg: ml_collections.ConfigDict, params) -> optax.GradientTran
         transforms[label] = optax.adamw(
             make_schedule(cfg, peak), cfg.b1, cfg.b2, cfg.eps, weight_decay=wd
         )
-    clip = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
-    return optax.chain(*clip, optax.multi_transform(transforms, labels))
+    return optax.chain(gradient_clip(cfg), optax.multi_transform(transforms, labels))
+
+
+def gradient_clip(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Clipping to global L2 norm ``clip_norm`` (SAM 2's ``GradientClipper``,
+    ``norm_type: 2``, up to torch's +1e-6 on the norm); identity when 0."""
+    return optax.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm else optax.identity()

@@ -62,7 +62,12 @@ def ti_model():
 
 @pytest.mark.parametrize("preset", ["sa1b", "sav"])
 def test_labels_of_every_efficienttam_ti_parameter(preset, ti_model):
+    """The documented alternative to SAM 2.1's groups (the default, tested against
+    SAM 2's own construction in test_optimizer_official.py): no decay on every
+    1-D parameter, position encoding and token; ``pos_embed`` layer-decayed."""
     cfg = opt.get_optimizer_config(preset)
+    cfg.update(no_weight_decay=opt.NO_WEIGHT_DECAY_EXTENDED, weight_decay_kept=(),
+               layer_decay_overrides=())
     model = ti_model
     params = nnx.state(model, nnx.Param)
     expected = _expected_ti(model, cfg)
@@ -177,9 +182,10 @@ def test_adamw_steps_match_numpy():
     )
     rng = np.random.default_rng(0)
     params = _tiny_params(rng)
-    # By hand: depth 2; blocks.i -> 0.1 * 0.5 ** (2 - i); pos_embed -> 0.1 * 0.5 ** 3.
+    # By hand: depth 2; blocks.i -> 0.1 * 0.5 ** (2 - i); pos_embed -> 0.1 (SAM 2.1's
+    # override '*pos_embed*': 1.0), decayed (not a bias or a LayerNorm).
     lr_of = {
-        "image_encoder.trunk.pos_embed": 0.1 * 0.125,
+        "image_encoder.trunk.pos_embed": 0.1,
         "image_encoder.trunk.blocks.0.kernel": 0.1 * 0.25,
         "image_encoder.trunk.blocks.0.bias": 0.1 * 0.25,
         "image_encoder.trunk.blocks.1.kernel": 0.1 * 0.5,
@@ -188,7 +194,7 @@ def test_adamw_steps_match_numpy():
         "sam_mask_decoder.norm.scale": 0.3,
     }
     wd_of = {
-        k: 0.0 if k.endswith(("pos_embed", "bias", "scale")) else 0.1 for k in lr_of
+        k: 0.0 if k.endswith(("bias", "scale")) else 0.1 for k in lr_of
     }
 
     def flat(tree):

@@ -39,7 +39,7 @@ STEADY_SKIP = 2  # yielded frames excluded from the steady state (compilation)
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="etam bench track", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", required=True, help="model name (repeatable)")
-    p.add_argument("--checkpoint", help=".pt or etam weights dir (default: random weights)")
+    p.add_argument("--checkpoint", help=".pt, etam weights dir or etam train workdir (default: random weights)")
     p.add_argument("--frames", help="folder of JPEG frames (default: generated videos)")
     p.add_argument("--prompts", help="PROMPTS.json for --frames")
     p.add_argument("--out", help="JSON file (default bench_results/track_<time>.json)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from etam_jax.convert.checkpoint_io import load_orbax, read_pt, save_orbax, write_pt
+from etam_jax.convert.checkpoint_io import load_model, read_pt, save_orbax, write_pt
 from etam_jax.convert.naming import load_torch_arrays, to_torch_arrays
 from etam_jax.errors import EtamError
 from etam_jax.models.build import abstract_model
@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="direction", required=True)
     for name, src, dst in (
         ("from-pytorch", "official {'model': state_dict} .pt file", "Orbax weights directory to create"),
-        ("to-pytorch", "etam Orbax weights directory", ".pt file to write"),
+        ("to-pytorch", "etam weights directory, or an etam train workdir / checkpoint step",
+         ".pt file to write"),
     ):
         p = sub.add_parser(name)
         p.add_argument("--model", required=True, help="official model name, e.g. efficienttam_ti")
@@ -46,11 +47,9 @@ def from_pytorch(model_name: str, pt_path: Path, out_dir: Path) -> None:
 
 
 def to_pytorch(model_name: str, ckpt_dir: Path, pt_path: Path) -> None:
-    """etam Orbax directory -> official .pt."""
+    """etam weights directory or training checkpoint -> official .pt."""
     get_model_config(model_name)
-    model = abstract_model(model_name)
-    load_orbax(model, model_name, ckpt_dir)
-    write_pt(to_torch_arrays(model), pt_path)
+    write_pt(to_torch_arrays(load_model(model_name, ckpt_dir)), pt_path)
 
 
 def main(argv: list[str]) -> int:

@@ -22,7 +22,7 @@ from etam_jax.errors import EtamError
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="etam eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="official model name, e.g. efficienttam_ti")
-    p.add_argument("--checkpoint", required=True, help=".pt file or etam Orbax weights directory")
+    p.add_argument("--checkpoint", required=True, help=".pt file, etam weights dir, or etam train workdir / checkpoints/<step>")
     p.add_argument("--data", required=True, help="DAVIS (JPEGImages/<res>/...) or SA-V val/test folder")
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     p.add_argument("--split", default="val", help="list file to read: ImageSets/2017/SPLIT.txt or sav_SPLIT.txt")

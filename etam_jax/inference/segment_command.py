@@ -48,7 +48,7 @@ from etam_jax.inference.auto_segment import (
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="etam segment", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="official model name, e.g. efficienttam_ti")
-    p.add_argument("--checkpoint", required=True, help=".pt file or etam Orbax weights directory")
+    p.add_argument("--checkpoint", required=True, help=".pt file, etam weights dir, or etam train workdir / checkpoints/<step>")
     p.add_argument("--image", required=True, help="the image (any format Pillow reads)")
     p.add_argument("--prompts", help="PROMPTS.json (as for `etam track`, without 'frame')")
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
@@ -79,18 +79,12 @@ def read_image(path: str) -> np.ndarray:
         raise EtamError(f"--image {path}: cannot read image ({e})") from None
 
 
-def load_image_model(name: str, checkpoint: str, image_size: int | None = None):
-    """The model as ``build_sam2(apply_postprocessing=True)`` builds it, with weights."""
-    from flax import nnx
+def load_image_model(name: str | None, checkpoint: str, image_size: int | None = None):
+    """The model as ``build_sam2(apply_postprocessing=True)`` builds it, with weights
+    from any checkpoint (`convert.checkpoint_io.load_model`)."""
+    from etam_jax.convert.checkpoint_io import load_model
 
-    from etam_jax.convert.checkpoint_io import load_weights
-    from etam_jax.models.build import build_model
-
-    model = nnx.eval_shape(
-        lambda: build_model(name, image_size=image_size, apply_postprocessing=True)
-    )
-    load_weights(model, name, checkpoint)
-    return model
+    return load_model(name, checkpoint, image_size, apply_postprocessing=True)
 
 
 def write_object(root: str, obj_id: int, logits: np.ndarray, scores: np.ndarray, args) -> int:
@@ -144,13 +138,14 @@ def main(argv: list[str]) -> int:
     from etam_jax.inference.prompts_io import load_prompts
     from etam_jax.models.configs import get_model_config
 
-    cfg = get_model_config(args.model, args.image_size)
+    get_model_config(args.model, args.image_size)  # a bad --model fails here
     image = read_image(args.image)
     prompts = load_prompts(args.prompts, image.shape[:2])
     check_out_dir(args.out)
     check_checkpoint(args.checkpoint)
 
-    predictor = ImagePredictor(load_image_model(args.model, args.checkpoint, args.image_size))
+    model = load_image_model(args.model, args.checkpoint, args.image_size)
+    predictor = ImagePredictor(model)
     predictor.set_image(image)
     low_res = predictor.mask_input_size
     objects = [
@@ -158,7 +153,7 @@ def main(argv: list[str]) -> int:
             p.points,
             p.labels,
             p.box,
-            None if p.mask is None else mask_input_from_binary(p.mask, cfg.image_size, low_res),
+            None if p.mask is None else mask_input_from_binary(p.mask, model.image_size, low_res),
         )
         for p in prompts
     ]

@@ -37,7 +37,7 @@ from etam_jax.inference.overlay_frames import OverlayFrames
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="etam track", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="official model name, e.g. efficienttam_ti")
-    p.add_argument("--checkpoint", required=True, help=".pt file or etam Orbax weights directory")
+    p.add_argument("--checkpoint", required=True, help=".pt file, etam weights dir, or etam train workdir / checkpoints/<step>")
     p.add_argument("--frames", required=True, help="folder of JPEG frames named by number")
     p.add_argument("--prompts", required=True, help="PROMPTS.json")
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
@@ -117,11 +117,6 @@ def main(argv: list[str]) -> int:
     # Cheap checks first, so bad input fails before the model is loaded.
     from etam_jax.inference.frames import VideoFrames
     from etam_jax.inference.prompts_io import group_by_object, load_prompts
-    from etam_jax.models.configs import get_model_config
-
-    cfg = get_model_config(args.model, args.image_size)
-    frames = VideoFrames(args.frames, cfg.image_size)
-    prompts = load_prompts(args.prompts, (frames.height, frames.width), len(frames))
     check_out_dir(args.out)
     if not os.path.exists(args.checkpoint):
         raise EtamError(f"--checkpoint {args.checkpoint}: no such file or directory")
@@ -129,7 +124,10 @@ def main(argv: list[str]) -> int:
     from etam_jax.convert.checkpoint_io import load_model
     from etam_jax.inference.video_predictor import VideoPredictor
 
+    # the architecture a training checkpoint recorded, else the official --model
     predictor = VideoPredictor(load_model(args.model, args.checkpoint, args.image_size))
+    frames = VideoFrames(args.frames, predictor.image_size)
+    prompts = load_prompts(args.prompts, (frames.height, frames.width), len(frames))
     predictor.init_state(frames)
     for p in prompts:
         predictor.add_prompt(p.frame, p.obj_id, p.points, p.labels, p.box, p.mask)

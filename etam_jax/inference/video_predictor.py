@@ -44,17 +44,12 @@ def with_postprocessing(model: nnx.Module) -> nnx.Module:
     return view
 
 
-def load_video_model(name: str, checkpoint: str, image_size: int | None = None) -> nnx.Module:
-    """The named model with weights, set up as the official video predictor builder does
-    (``apply_postprocessing``: dynamic multimask fallback)."""
-    from etam_jax.convert.checkpoint_io import load_weights
-    from etam_jax.models.build import build_model
+def load_video_model(name: str | None, checkpoint: str, image_size: int | None = None) -> nnx.Module:
+    """The model with weights from any checkpoint (`convert.checkpoint_io.load_model`),
+    set up as the official video predictor builder does (``apply_postprocessing``)."""
+    from etam_jax.convert.checkpoint_io import load_model
 
-    model = nnx.eval_shape(
-        lambda: build_model(name, image_size=image_size, apply_postprocessing=True)
-    )
-    load_weights(model, name, checkpoint)
-    return model
+    return load_model(name, checkpoint, image_size, apply_postprocessing=True)
 
 
 @jax.jit

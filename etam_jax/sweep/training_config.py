@@ -15,6 +15,7 @@ from pathlib import Path
 
 import ml_collections
 
+from etam_jax.convert.checkpoint_io import TRAIN_SUBDIR, training_step_dir
 from etam_jax.errors import EtamError
 from etam_jax.sweep.definition import Point, override_flags
 from etam_jax.sweep.files import write_text
@@ -35,20 +36,6 @@ def point_model_config(point: Point) -> ml_collections.ConfigDict:
     return point_config(point, ("model",)).model
 
 
-def latest_step_dir(checkpoints: Path) -> Path:
-    """``checkpoints/<step>`` of the largest step (in-progress saves have no all-digit name)."""
-    steps = (
-        [(int(p.name), p) for p in checkpoints.iterdir() if p.name.isdigit()]
-        if checkpoints.is_dir()
-        else []
-    )
-    if not steps:
-        raise EtamError(
-            f"{checkpoints}: no training checkpoint (expected step folders such as 1000/)"
-        )
-    return max(steps)[1]
-
-
 def check_trained(point: Point, train_dir: Path) -> int:
     """The final step of ``point``'s run in ``train_dir``; EtamError if it stopped early.
 
@@ -56,7 +43,10 @@ def check_trained(point: Point, train_dir: Path) -> int:
     runner checks that the latest checkpoint is at ``train.total_steps``.
     """
     total = point_config(point, ("train",)).train.total_steps
-    step = int(latest_step_dir(train_dir / "checkpoints").name)
+    step_dir = training_step_dir(train_dir / TRAIN_SUBDIR)
+    if step_dir is None:
+        raise EtamError(f"{train_dir / TRAIN_SUBDIR}: no training checkpoint")
+    step = int(step_dir.name)
     if step != total:
         raise EtamError(
             f"{train_dir}: training stopped at step {step} of {total} (preempted?); run again to resume"

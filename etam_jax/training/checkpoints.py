@@ -6,8 +6,10 @@ Each step directory holds three items (as MaxText's ``checkpointing.py``):
   (``StandardSave``; ``graphdef`` and ``tx`` are static, not saved);
 - ``data``: the Grain iterator state, one JSON per process
   (``grain.checkpoint.CheckpointSave``);
-- ``meta``: JSON ``{"model", "config", "step", "format"}``, read before any
-  array so a workdir of another model fails fast.
+- ``meta``: JSON ``{"model", "config", "step", "format", "model_config"}``,
+  read before any array so a workdir of another model fails fast;
+  ``model_config`` (the run's ``cfg.model``) lets every ``--checkpoint``
+  rebuild the architecture it trained (`convert.checkpoint_io.load_model`).
 
 Restoring takes an abstract state whose leaves are ``ShapeDtypeStruct``s
 carrying the *current* mesh's shardings, so a run saved on 8 devices resumes
@@ -34,13 +36,14 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
 
+from etam_jax.convert.checkpoint_io import TRAIN_META, TRAIN_STATE, TRAIN_SUBDIR
 from etam_jax.errors import EtamError
 
 log = logging.getLogger(__name__)
 
 FORMAT = "etam-train-v1"
-STATE, DATA, META = "state", "data", "meta"
-SUBDIR = "checkpoints"
+# Read by every --checkpoint (convert.checkpoint_io) under the same names.
+STATE, DATA, META, SUBDIR = TRAIN_STATE, "data", TRAIN_META, TRAIN_SUBDIR
 
 State = TypeVar("State")
 
@@ -52,8 +55,9 @@ def default_config() -> ml_collections.ConfigDict:
       every_steps: save when ``step % every_steps == 0`` (and on preemption).
       keep: how many of the latest checkpoints to keep.
       async_save: write files in a background thread.
-      init_from: '' or the weights a fresh run starts from: an official
-        ``.pt`` file or an etam Orbax weights directory (ignored on resume).
+      init_from: '' or the weights a fresh run starts from: any checkpoint
+        `convert.checkpoint_io` reads (an official ``.pt`` file, an etam weights
+        directory, another run's workdir or step folder); ignored on resume.
     """
     cfg = ml_collections.ConfigDict()
     cfg.every_steps = 1000
@@ -99,6 +103,7 @@ class Checkpointer:
       model_name: the official model name; a checkpoint of another model in
         ``workdir`` is an error.
       config_name: the experiment config's name, recorded in ``meta``.
+      model_config: the model ConfigDict of the run, recorded in ``meta``.
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class Checkpointer:
         cfg: ml_collections.ConfigDict,
         model_name: str,
         config_name: str = "",
+        model_config: ml_collections.ConfigDict | None = None,
     ):
         _check_config(cfg)
         path = epath.Path(workdir)
@@ -114,6 +120,7 @@ class Checkpointer:
         self.directory = (path if "://" in str(workdir) else path.absolute()) / SUBDIR
         self.model_name = model_name
         self.config_name = config_name
+        self.model_config = model_config.to_dict() if model_config is not None else None
         self.every_steps = cfg.every_steps
         options = ocp.CheckpointManagerOptions(
             max_to_keep=cfg.keep,
@@ -231,6 +238,7 @@ class Checkpointer:
             "config": self.config_name,
             "step": step,
             "format": FORMAT,
+            "model_config": self.model_config,
         }
 
     def _check_meta(self, step: int) -> None:

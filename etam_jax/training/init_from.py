@@ -1,8 +1,9 @@
 """Initial weights of a fresh run (``--config.checkpoint.init_from``).
 
-An official ``.pt`` file or an etam Orbax weights directory is read on the
-host by the same code as ``etam track`` (``convert.checkpoint_io.load_weights``:
-the generic naming rule, every key and shape checked) and then placed shard
+Any checkpoint every ``--checkpoint`` reads (an official ``.pt`` file, an etam
+weights directory, another run's workdir or step folder: the paper's stage 2
+starts from stage 1's workdir) is read on the host by the same code as ``etam
+track`` (``convert.checkpoint_io.load_weights``: every key and shape checked) and then placed shard
 by shard with the training shardings (``jax.make_array_from_callback``, which
 each process evaluates for its own devices only).
 """
@@ -46,8 +47,9 @@ def init_params_from(
     """The model's parameters read from ``path``, laid out like ``abstract_params``.
 
     Args:
-      path: an official ``{"model": state_dict}`` ``.pt`` file or an etam
-        Orbax weights directory (``etam convert from-pytorch``).
+      path: an official ``{"model": state_dict}`` ``.pt`` file, an etam weights
+        directory (``etam convert from-pytorch``) or an ``etam train`` workdir /
+        ``checkpoints/<step>`` (its params only).
       model_name: the official model name (an Orbax directory of another
         model is an error).
       graphdef: the model graph (``nnx.split(model)[0]``).

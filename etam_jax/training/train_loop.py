@@ -98,7 +98,9 @@ class Trainer:
         self.model_name = cfg.model.name
         self.build_fn = lambda: build_model(cfg.model, rngs=nnx.Rngs(cfg.seed))
         self.writer = MetricsWriter(workdir)
-        self.ckpt = Checkpointer(workdir, cfg.checkpoint, self.model_name, cfg.get("name", ""))
+        self.ckpt = Checkpointer(
+            workdir, cfg.checkpoint, self.model_name, cfg.get("name", ""), cfg.model
+        )
         self.data = iter(training_batches(sources_from_config(cfg.data), spec_from_config(cfg.data)))
         self.state = self._restore_or_init()
         self.steps, self.step_flops = self._compile()

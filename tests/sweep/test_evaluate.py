@@ -9,7 +9,7 @@ from flax import nnx
 from etam_jax.errors import EtamError
 from etam_jax.models.configs import get_model_config
 from etam_jax.models.memory_attention import MemoryAttention
-from etam_jax.sweep.evaluate import load_point_weights
+from etam_jax.convert.checkpoint_io import load_weights
 from etam_jax.training import checkpoints
 from etam_jax.training.train_state import TrainState
 
@@ -33,10 +33,16 @@ def test_latest_training_checkpoint_params_load_into_a_pooled_model(tmp_path):
     trained = memory_attention(1, seed=2)
     save_run(tmp_path, trained, step=5)
     model = memory_attention(2, seed=3)  # another pooling: the same weights
-    load_point_weights(model, tmp_path / "checkpoints")
-    got, want = nnx.state(model, nnx.Param), nnx.state(trained, nnx.Param)
-    jax.tree.map(np.testing.assert_array_equal, got, want)
+    for path in (tmp_path / "checkpoints", tmp_path, tmp_path / "checkpoints" / "5"):
+        load_weights(model, None, path)  # checkpoints/, the workdir, the step: the same
+        got, want = nnx.state(model, nnx.Param), nnx.state(trained, nnx.Param)
+        jax.tree.map(np.testing.assert_array_equal, got, want)
+    load_weights(model, None, tmp_path / "checkpoints" / "3")
+    with pytest.raises(AssertionError):
+        jax.tree.map(np.testing.assert_array_equal, nnx.state(model, nnx.Param), want)
     assert model.layers[0].cross_attn_image.pool_window == 2
+    with pytest.raises(EtamError, match="a training checkpoint of model 'efficienttam_ti', not 'x'"):
+        load_weights(model, "x", tmp_path)
 
 
 def test_weights_of_another_shape_are_refused(tmp_path):
@@ -46,6 +52,10 @@ def test_weights_of_another_shape_are_refused(tmp_path):
     with nnx.use_eager_sharding(False):
         narrow = MemoryAttention(cfg, 4, rngs=nnx.Rngs(0))
     with pytest.raises(EtamError, match="other shape .*linear1"):
-        load_point_weights(narrow, tmp_path / "checkpoints")
+        load_weights(narrow, None, tmp_path / "checkpoints")
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
     with pytest.raises(EtamError, match="no training checkpoint"):
-        load_point_weights(narrow, tmp_path)
+        load_weights(narrow, None, tmp_path / "empty")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(EtamError, match="plain: not a checkpoint"):
+        load_weights(narrow, None, tmp_path / "plain")

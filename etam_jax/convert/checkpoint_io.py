@@ -135,8 +135,8 @@ def training_step_dir(path: str | os.PathLike) -> Path | None:
     folder = path / TRAIN_SUBDIR if (path / TRAIN_SUBDIR).is_dir() else path
     if not folder.is_dir() or (folder is path and path.name != TRAIN_SUBDIR):
         return None
-    steps = [(int(p.name), p) for p in folder.iterdir()
-             if p.name.isdigit() and (p / TRAIN_STATE).is_dir()]
+    # Orbax writes a step under a temporary name: an all-digit folder is complete.
+    steps = [(int(p.name), p) for p in folder.iterdir() if p.name.isdigit() and p.is_dir()]
     if not steps:
         raise EtamError(f"{folder}: no training checkpoint (expected step folders such as 1000/)")
     return max(steps)[1]

@@ -19,10 +19,10 @@ from PIL import Image
 from data_pipelines.clip_sampling import SamplingSpec
 from data_pipelines.examples import make_example
 from data_pipelines.records import Record, SkippedExample, decode_record
-from data_pipelines.transforms import AugmentSpec
-from data_pipelines.vos_reader import VOSVideo, read_vos
 from data_pipelines.sources import open_source
 from data_pipelines.synthetic import davis_palette
+from data_pipelines.transforms import AugmentSpec
+from data_pipelines.vos_reader import VOSVideo, read_vos
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,9 @@ def draw_clip(frames: np.ndarray, masks: np.ndarray, max_frames: int = 8) -> np.
     return np.concatenate(tiles, axis=1)
 
 
-def _example(record: Record, pipeline: tuple[SamplingSpec, AugmentSpec] | None,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _example(
+    record: Record, pipeline: tuple[SamplingSpec, AugmentSpec] | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(frames, masks) to draw: the decoded record, or the pipeline's example of it."""
     if pipeline is None:
         decoded = decode_record(record)
@@ -90,7 +91,9 @@ def _vos_clip(video: VOSVideo, max_frames: int) -> tuple[np.ndarray, np.ndarray]
     return frames, masks
 
 
-def inspect_vos(root: str | Path, out_dir: str | Path, num: int = 4, max_frames: int = 8) -> list[Path]:
+def inspect_vos(
+    root: str | Path, out_dir: str | Path, num: int = 4, max_frames: int = 8
+) -> list[Path]:
     """Draws the first ``num`` videos of a DAVIS or SA-V val/test folder; returns the PNGs."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,8 +110,14 @@ def is_vos_layout(path: str | Path) -> bool:
     return (Path(path) / "JPEGImages").is_dir() or (Path(path) / "JPEGImages_24fps").is_dir()
 
 
-def inspect_source(source_path: str | Path, out_dir: str | Path, num: int = 4, seed: int = 0,
-                   max_frames: int = 8, pipeline: tuple[SamplingSpec, AugmentSpec] | None = None) -> list[Path]:
+def inspect_source(
+    source_path: str | Path,
+    out_dir: str | Path,
+    num: int = 4,
+    seed: int = 0,
+    max_frames: int = 8,
+    pipeline: tuple[SamplingSpec, AugmentSpec] | None = None,
+) -> list[Path]:
     """Draws ``num`` examples picked at random (by ``seed``) from a record source.
 
     Args:

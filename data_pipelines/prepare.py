@@ -23,7 +23,9 @@ from etam_jax.errors import EtamError
 REPORT = "prepare_report.json"
 
 
-def raw_source_factory(kind: str, source: str | Path, annotations: Sequence[str] = ("manual",)) -> Callable[[], Any]:
+def raw_source_factory(
+    kind: str, source: str | Path, annotations: Sequence[str] = ("manual",)
+) -> Callable[[], Any]:
     """A zero-argument constructor of the raw reader for ``kind`` (checked now, built in the builder)."""
     if kind == "sa1b":
         SA1BSource(source)  # fail early, before TFDS creates folders
@@ -34,8 +36,14 @@ def raw_source_factory(kind: str, source: str | Path, annotations: Sequence[str]
     raise EtamError(f"prepare: unknown dataset {kind!r}, expected one of {sorted(BUILDERS)}")
 
 
-def prepare(kind: str, source: str | Path, out: str | Path, annotations: Sequence[str] = ("manual",),
-            workers: int = 0, check_masks: bool = False) -> dict:
+def prepare(
+    kind: str,
+    source: str | Path,
+    out: str | Path,
+    annotations: Sequence[str] = ("manual",),
+    workers: int = 0,
+    check_masks: bool = False,
+) -> dict:
     """Prepares one dataset; returns (and writes) the report.
 
     Args:
@@ -48,15 +56,23 @@ def prepare(kind: str, source: str | Path, out: str | Path, annotations: Sequenc
     """
     out = Path(out)
     make_source = raw_source_factory(kind, source, annotations)
-    builder = BUILDERS[kind](make_source=make_source, workers=workers, check_masks=check_masks, data_dir=str(out))
+    builder = BUILDERS[kind](
+        make_source=make_source, workers=workers, check_masks=check_masks, data_dir=str(out)
+    )
     if Path(builder.data_dir).exists():
-        raise EtamError(f"prepare: {builder.data_dir} already exists; remove it or choose another --out")
+        raise EtamError(
+            f"prepare: {builder.data_dir} already exists; remove it or choose another --out"
+        )
     config = tfds.download.DownloadConfig(compute_stats=tfds.download.ComputeStatsMode.SKIP)
     builder.download_and_prepare(download_config=config, download_dir=str(out / ".tfds_downloads"))
     shutil.rmtree(out / ".tfds_downloads", ignore_errors=True)  # nothing is downloaded
     report = {
-        "kind": kind, "source": str(source), "dataset_dir": str(builder.data_dir),
-        "examples": builder.examples, "skipped": len(builder.skipped), "skipped_files": builder.skipped,
+        "kind": kind,
+        "source": str(source),
+        "dataset_dir": str(builder.data_dir),
+        "examples": builder.examples,
+        "skipped": len(builder.skipped),
+        "skipped_files": builder.skipped,
     }
     (out / REPORT).write_text(json.dumps(report, indent=2))
     return report

@@ -18,7 +18,9 @@ def find_dataset_dir(path: str | Path) -> Path:
         return path
     found = sorted(p.parent for p in path.rglob("dataset_info.json"))
     if len(found) != 1:
-        raise EtamError(f"{path}: expected one prepared dataset (a dataset_info.json) below it, found {len(found)}")
+        raise EtamError(
+            f"{path}: expected one prepared dataset (a dataset_info.json) below it, found {len(found)}"
+        )
     return found[0]
 
 
@@ -26,7 +28,8 @@ def is_prepared(path: str | Path) -> bool:
     """Whether ``path`` is (or holds) a prepared dataset."""
     path = Path(path)
     return path.is_dir() and (
-        (path / "dataset_info.json").exists() or any(path.glob("*/*/dataset_info.json")))
+        (path / "dataset_info.json").exists() or any(path.glob("*/*/dataset_info.json"))
+    )
 
 
 class PreparedSource:

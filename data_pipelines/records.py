@@ -60,16 +60,29 @@ class SkippedExample(Exception):
 
 
 def make_record(
-    *, id: str, source: str, file: str, frames: Sequence[bytes], frame_indices: Sequence[int],
-    height: int, width: int, object_ids: Sequence[int], rle_counts: np.ndarray, valid: np.ndarray,
+    *,
+    id: str,
+    source: str,
+    file: str,
+    frames: Sequence[bytes],
+    frame_indices: Sequence[int],
+    height: int,
+    width: int,
+    object_ids: Sequence[int],
+    rle_counts: np.ndarray,
+    valid: np.ndarray,
 ) -> Record:
     """Builds a record with the canonical dtypes (see module docstring)."""
     frames_arr = np.empty(len(frames), dtype=object)
     frames_arr[:] = list(frames)
     return {
-        "id": str(id), "source": source, "file": str(file), "frames": frames_arr,
+        "id": str(id),
+        "source": source,
+        "file": str(file),
+        "frames": frames_arr,
         "frame_indices": np.asarray(frame_indices, np.int32).reshape(-1),
-        "height": int(height), "width": int(width),
+        "height": int(height),
+        "width": int(width),
         "object_ids": np.asarray(object_ids, np.int32).reshape(-1),
         "rle_counts": np.asarray(rle_counts, dtype=object).reshape(len(frames), -1),
         "valid": np.asarray(valid, bool).reshape(len(frames), -1),
@@ -80,10 +93,17 @@ def error_record(*, id: str, source: str, file: str, reason: str) -> Record:
     """The record of a file that could not be read: it carries the reason, and decoding it skips."""
     empty = np.empty((0,), dtype=object)
     return {
-        "id": str(id), "source": source, "file": str(file), "frames": empty,
-        "frame_indices": np.zeros((0,), np.int32), "height": 0, "width": 0,
-        "object_ids": np.zeros((0,), np.int32), "rle_counts": np.empty((0, 0), dtype=object),
-        "valid": np.zeros((0, 0), bool), "error": reason,
+        "id": str(id),
+        "source": source,
+        "file": str(file),
+        "frames": empty,
+        "frame_indices": np.zeros((0,), np.int32),
+        "height": 0,
+        "width": 0,
+        "object_ids": np.zeros((0,), np.int32),
+        "rle_counts": np.empty((0, 0), dtype=object),
+        "valid": np.zeros((0, 0), bool),
+        "error": reason,
     }
 
 
@@ -110,7 +130,9 @@ def encode_rle(mask: np.ndarray) -> bytes:
     return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"]
 
 
-def decode_rle(counts: bytes | str, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
+def decode_rle(
+    counts: bytes | str, height: int, width: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """COCO RLE counts at ``[height, width]`` -> bool ``[H, W]`` (written into ``out`` if given).
 
     pycocotools gives a column-major mask; `cv2.transpose` of its row-major
@@ -173,7 +195,9 @@ def checked_rle(record: Record, t: int, o: int) -> bytes:
     if length != size:
         raise SkippedExample(
             f"RLE of object {record['object_ids'][o]} on frame {record['frame_indices'][t]} covers "
-            f"{length} pixels, image has {record['height']}x{record['width']} = {size}", record["file"])
+            f"{length} pixels, image has {record['height']}x{record['width']} = {size}",
+            record["file"],
+        )
     return counts
 
 
@@ -191,8 +215,9 @@ def num_frames(record: Record) -> int:
 def require_frames(record: Record, n: int) -> None:
     """Raises `SkippedExample` if the record has fewer than ``n`` annotated frames."""
     if num_frames(record) < n:
-        raise SkippedExample(f"video has {num_frames(record)} annotated frames, clip needs {n}",
-                             record["file"])
+        raise SkippedExample(
+            f"video has {num_frames(record)} annotated frames, clip needs {n}", record["file"]
+        )
 
 
 def check_record(record: Record, min_frames: int = 1) -> None:
@@ -229,7 +254,9 @@ def decode_frames(record: Record, t_sel: Sequence[int]) -> np.ndarray:
     file, h, w = record["file"], record["height"], record["width"]
     frames = np.stack([decode_jpeg(record["frames"][t], file) for t in t_sel])
     if frames.shape[1:3] != (h, w):
-        raise SkippedExample(f"image size {list(frames.shape[1:3])} != annotated size {[h, w]}", file)
+        raise SkippedExample(
+            f"image size {list(frames.shape[1:3])} != annotated size {[h, w]}", file
+        )
     return frames
 
 
@@ -253,7 +280,9 @@ def validate_record(record: Record, masks: bool = False) -> None:
 
 
 def decode_record(
-    record: Record, frame_idx: Sequence[int] | None = None, obj_idx: Sequence[int] | None = None,
+    record: Record,
+    frame_idx: Sequence[int] | None = None,
+    obj_idx: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Decodes (a selection of) a record's frames and masks.
 
@@ -284,7 +313,11 @@ def decode_record(
     for i, j in zip(*np.nonzero(valid)):
         decode_rle(checked_rle(record, t_sel[i], o_sel[j]), h, w, out=masks[i, j])
     return {
-        "frames": frames, "masks": masks, "valid": valid,
-        "object_ids": record["object_ids"][o_sel], "frame_indices": record["frame_indices"][t_sel],
-        "id": record["id"], "source": record["source"],
+        "frames": frames,
+        "masks": masks,
+        "valid": valid,
+        "object_ids": record["object_ids"][o_sel],
+        "frame_indices": record["frame_indices"][t_sel],
+        "id": record["id"],
+        "source": record["source"],
     }

@@ -42,8 +42,11 @@ class _Blob:
 def _index_tar(path: Path) -> dict[str, _Blob]:
     try:
         with tarfile.open(path) as tar:
-            return {Path(m.name).name: _Blob(str(path), m.offset_data, m.size)
-                    for m in tar.getmembers() if m.isfile()}
+            return {
+                Path(m.name).name: _Blob(str(path), m.offset_data, m.size)
+                for m in tar.getmembers()
+                if m.isfile()
+            }
     except (tarfile.TarError, OSError) as e:
         log.warning("skipping unreadable SA-1B shard %s (%s)", path, e)
         return {}
@@ -64,11 +67,20 @@ def _index(root: Path) -> list[tuple[str, _Blob, _Blob, str]]:
         for stem in stems:
             jpg, meta = files.get(stem + ".jpg"), files.get(stem + ".json")
             if jpg is None or meta is None:
-                log.warning("SA-1B %s: %s has no matching %s", label, stem, ".json" if meta is None else ".jpg")
+                log.warning(
+                    "SA-1B %s: %s has no matching %s",
+                    label,
+                    stem,
+                    ".json" if meta is None else ".jpg",
+                )
                 continue
-            items.append((stem, jpg, meta, f"{label}:{stem}.json" if label.endswith(".tar") else meta.path))
+            items.append(
+                (stem, jpg, meta, f"{label}:{stem}.json" if label.endswith(".tar") else meta.path)
+            )
     if not items:
-        raise EtamError(f"SA-1B source {root}: no sa_*.jpg + sa_*.json pairs found (in *.tar shards or extracted)")
+        raise EtamError(
+            f"SA-1B source {root}: no sa_*.jpg + sa_*.json pairs found (in *.tar shards or extracted)"
+        )
     return items
 
 
@@ -93,8 +105,17 @@ def sa1b_record(stem: str, jpeg: bytes, meta: dict, file: str) -> Record:
     counts = np.empty((1, len(anns)), dtype=object)
     counts[0, :] = [a["segmentation"]["counts"].encode() for a in anns]
     return make_record(
-        id=stem, source="sa1b", file=file, frames=[jpeg], frame_indices=[0], height=h, width=w,
-        object_ids=[int(a["id"]) for a in anns], rle_counts=counts, valid=np.ones((1, len(anns)), bool))
+        id=stem,
+        source="sa1b",
+        file=file,
+        frames=[jpeg],
+        frame_indices=[0],
+        height=h,
+        width=w,
+        object_ids=[int(a["id"]) for a in anns],
+        rle_counts=counts,
+        valid=np.ones((1, len(anns)), bool),
+    )
 
 
 class SA1BSource:

@@ -38,9 +38,15 @@ AUTO_ID_OFFSET = 1_000_000  # auto masklet ids follow the manual ones without co
 
 # Per-masklet lists of the SA-V json (sav_dataset/README.md): one entry per masklet_id.
 PER_MASKLET_FIELDS = (
-    "masklet_size_rel", "masklet_size_abs", "masklet_size_bucket", "masklet_visibility_changes",
-    "masklet_first_appeared_frame", "masklet_frame_count", "masklet_edited_frame_count",
-    "masklet_type", "masklet_stability_score",
+    "masklet_size_rel",
+    "masklet_size_abs",
+    "masklet_size_bucket",
+    "masklet_visibility_changes",
+    "masklet_first_appeared_frame",
+    "masklet_frame_count",
+    "masklet_edited_frame_count",
+    "masklet_type",
+    "masklet_stability_score",
 )
 JSON_ERRORS = (KeyError, ValueError, TypeError, AttributeError, OSError)
 
@@ -103,10 +109,18 @@ def _check_against_video(meta: dict, video: Path, num_frames: int, h: int, w: in
     """Checks a json's counts and sizes against its video (``num_frames`` frames of ``h x w``)."""
     t_video = -(-num_frames // ANNOTATION_STRIDE)  # frames 0, 4, 8, ... < num_frames
     seen = f"{video.name}: {num_frames} frames of {h}x{w}, {t_video} annotated"
-    _expect("len(masklet)", len(meta["masklet"]), t_video,
-            f"{seen}, every {ANNOTATION_STRIDE}th: ceil({num_frames} / {ANNOTATION_STRIDE})")
-    decoded = {"video_frame_count": num_frames, "video_height": h, "video_width": w,
-               "video_resolution": h * w}
+    _expect(
+        "len(masklet)",
+        len(meta["masklet"]),
+        t_video,
+        f"{seen}, every {ANNOTATION_STRIDE}th: ceil({num_frames} / {ANNOTATION_STRIDE})",
+    )
+    decoded = {
+        "video_frame_count": num_frames,
+        "video_height": h,
+        "video_width": w,
+        "video_resolution": h * w,
+    }
     for field, value in decoded.items():
         if field in meta:
             _expect(field, meta[field], value, seen)
@@ -157,13 +171,20 @@ def sav_record(video: Path, json_paths: Sequence[Path]) -> Record:
         with _blame(path):
             _check_against_video(meta, video, num_frames, h, w)
             for t, frame in enumerate(meta["masklet"]):
-                counts[t, first:first + len(frame)] = [rle["counts"].encode() for rle in frame]
+                counts[t, first : first + len(frame)] = [rle["counts"].encode() for rle in frame]
         first += len(meta["masklet"][0])
     return make_record(
-        id=video.stem, source="sav", file=str(json_paths[0]),
+        id=video.stem,
+        source="sav",
+        file=str(json_paths[0]),
         frames=[encode_jpeg(f) for f in frames],
-        frame_indices=range(0, num_frames, ANNOTATION_STRIDE), height=h, width=w,
-        object_ids=ids, rle_counts=counts, valid=np.ones(counts.shape, bool))
+        frame_indices=range(0, num_frames, ANNOTATION_STRIDE),
+        height=h,
+        width=w,
+        object_ids=ids,
+        rle_counts=counts,
+        valid=np.ones(counts.shape, bool),
+    )
 
 
 class SAVSource:
@@ -180,7 +201,9 @@ class SAVSource:
         self.root = Path(root)
         bad = [a for a in annotations if a not in ANNOTATION_KINDS]
         if bad or not annotations:
-            raise EtamError(f"SA-V annotations {list(annotations)}: expected a subset of {list(ANNOTATION_KINDS)}")
+            raise EtamError(
+                f"SA-V annotations {list(annotations)}: expected a subset of {list(ANNOTATION_KINDS)}"
+            )
         self.annotations = tuple(annotations)
         if not self.root.is_dir():
             raise EtamError(f"SA-V source {self.root} is not a folder")

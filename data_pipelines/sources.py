@@ -24,10 +24,15 @@ def detect_kind(path: str | Path) -> str:
         return "prepared"
     if next(path.rglob("sav_*.mp4"), None) is not None:
         return "sav"
-    if next(path.rglob("*.tar"), None) is not None or next(path.rglob("sa_*.json"), None) is not None:
+    if (
+        next(path.rglob("*.tar"), None) is not None
+        or next(path.rglob("sa_*.json"), None) is not None
+    ):
         return "sa1b"
-    raise EtamError(f"data source {path}: found no prepared dataset, sav_*.mp4 videos, "
-                    "or SA-1B *.tar / sa_*.json files")
+    raise EtamError(
+        f"data source {path}: found no prepared dataset, sav_*.mp4 videos, "
+        "or SA-1B *.tar / sa_*.json files"
+    )
 
 
 def open_source(path: str | Path, annotations: Sequence[str] = ("manual",)) -> Any:

@@ -37,11 +37,26 @@ KIND_CODES = {"sa1b": 1, "sav": 2, "sav_eval": 3, "davis": 4}
 KINDS = ("sa1b", "sav", "sav_eval", "davis")
 
 
-def scene_for(kind: str, seed: int, index: int, size: tuple[int, int], num_objects: int,
-              num_frames: int = 1, late_object: bool = False, object_scale: float = 1.0) -> Scene:
+def scene_for(
+    kind: str,
+    seed: int,
+    index: int,
+    size: tuple[int, int],
+    num_objects: int,
+    num_frames: int = 1,
+    late_object: bool = False,
+    object_scale: float = 1.0,
+) -> Scene:
     """The scene of item ``index`` of a dataset ``kind``: one independent stream per (seed, kind, item)."""
-    return Scene(np.random.SeedSequence([seed, KIND_CODES[kind], index]).generate_state(1)[0],
-                 size[0], size[1], num_objects, num_frames, late_object, object_scale)
+    return Scene(
+        np.random.SeedSequence([seed, KIND_CODES[kind], index]).generate_state(1)[0],
+        size[0],
+        size[1],
+        num_objects,
+        num_frames,
+        late_object,
+        object_scale,
+    )
 
 
 class RenderedVideo(NamedTuple):
@@ -82,7 +97,12 @@ def rle_dict(mask: np.ndarray) -> dict:
 
 def _bbox(mask: np.ndarray) -> list[float]:
     ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+    return [
+        float(xs.min()),
+        float(ys.min()),
+        float(xs.max() - xs.min() + 1),
+        float(ys.max() - ys.min() + 1),
+    ]
 
 
 def sa1b_annotation(image_id: int, k: int, mask: np.ndarray, rng: np.random.Generator) -> dict:
@@ -91,23 +111,31 @@ def sa1b_annotation(image_id: int, k: int, mask: np.ndarray, rng: np.random.Gene
     j = int(rng.integers(len(xs)))
     h, w = mask.shape
     return {
-        "id": image_id * 1000 + k, "segmentation": rle_dict(mask), "bbox": _bbox(mask),
-        "area": int(mask.sum()), "predicted_iou": float(rng.uniform(0.85, 1.0)),
-        "stability_score": float(rng.uniform(0.9, 1.0)), "crop_box": [0.0, 0.0, float(w), float(h)],
+        "id": image_id * 1000 + k,
+        "segmentation": rle_dict(mask),
+        "bbox": _bbox(mask),
+        "area": int(mask.sum()),
+        "predicted_iou": float(rng.uniform(0.85, 1.0)),
+        "stability_score": float(rng.uniform(0.9, 1.0)),
+        "crop_box": [0.0, 0.0, float(w), float(h)],
         "point_coords": [[float(xs[j]) + 0.5, float(ys[j]) + 0.5]],
     }
 
 
-def sa1b_example(seed: int, image_id: int, size: tuple[int, int], num_objects: int,
-                 object_scale: float = 1.0) -> tuple[bytes, dict]:
+def sa1b_example(
+    seed: int, image_id: int, size: tuple[int, int], num_objects: int, object_scale: float = 1.0
+) -> tuple[bytes, dict]:
     """(JPEG bytes, json dict) of one synthetic SA-1B image."""
     frames, masks, _, objects = render_video(
-        scene_for("sa1b", seed, image_id, size, num_objects, object_scale=object_scale), 1)
+        scene_for("sa1b", seed, image_id, size, num_objects, object_scale=object_scale), 1
+    )
     rng = np.random.default_rng([seed, image_id])
     h, w = size
     meta = {
         "image": {"image_id": image_id, "width": w, "height": h, "file_name": f"sa_{image_id}.jpg"},
-        "annotations": [sa1b_annotation(image_id, k, masks[0, i], rng) for i, k in enumerate(objects)],
+        "annotations": [
+            sa1b_annotation(image_id, k, masks[0, i], rng) for i, k in enumerate(objects)
+        ],
     }
     return encode_jpeg(frames[0]), meta
 
@@ -118,9 +146,16 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_sa1b(out_dir: str | Path, num_images: int = 6, seed: int = 0, size: tuple[int, int] = (192, 256),
-               num_objects: int = 5, images_per_shard: int = 3, tar: bool = True,
-               object_scale: float = 1.0) -> list[Path]:
+def write_sa1b(
+    out_dir: str | Path,
+    num_images: int = 6,
+    seed: int = 0,
+    size: tuple[int, int] = (192, 256),
+    num_objects: int = 5,
+    images_per_shard: int = 3,
+    tar: bool = True,
+    object_scale: float = 1.0,
+) -> list[Path]:
     """Writes SA-1B-style data; returns the tar shards (or the json files when ``tar=False``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +165,10 @@ def write_sa1b(out_dir: str | Path, num_images: int = 6, seed: int = 0, size: tu
         files = []
         for image_id in ids:
             jpeg, meta = sa1b_example(seed, image_id, size, num_objects, object_scale)
-            files += [(f"sa_{image_id}.jpg", jpeg), (f"sa_{image_id}.json", json.dumps(meta).encode())]
+            files += [
+                (f"sa_{image_id}.jpg", jpeg),
+                (f"sa_{image_id}.json", json.dumps(meta).encode()),
+            ]
         if tar:
             path = out / f"sa_{start // images_per_shard:06d}.tar"
             with tarfile.open(path, "w") as t:
@@ -144,8 +182,14 @@ def write_sa1b(out_dir: str | Path, num_images: int = 6, seed: int = 0, size: tu
     return written
 
 
-def sav_json(video_id: str, masks: np.ndarray, first: Sequence[int], num_frames: int,
-             kind: str, rng: np.random.Generator) -> dict:
+def sav_json(
+    video_id: str,
+    masks: np.ndarray,
+    first: Sequence[int],
+    num_frames: int,
+    kind: str,
+    rng: np.random.Generator,
+) -> dict:
     """SA-V train json (`_manual` / `_auto`) for masks bool ``[T, K, H, W]`` at 24 fps."""
     annotated = masks[::ANNOTATION_STRIDE]
     t_ann, k_num, h, w = annotated.shape
@@ -153,39 +197,63 @@ def sav_json(video_id: str, masks: np.ndarray, first: Sequence[int], num_frames:
     visible = areas > 0
     size_abs = [float(areas[visible[:, k], k].mean()) for k in range(k_num)]
     return {
-        "video_id": video_id, "video_duration": num_frames / FPS, "video_frame_count": float(num_frames),
-        "video_height": float(h), "video_width": float(w), "video_resolution": float(h * w),
-        "video_environment": "Outdoor", "video_split": "train",
+        "video_id": video_id,
+        "video_duration": num_frames / FPS,
+        "video_frame_count": float(num_frames),
+        "video_height": float(h),
+        "video_width": float(w),
+        "video_resolution": float(h * w),
+        "video_environment": "Outdoor",
+        "video_split": "train",
         "masklet": [[rle_dict(annotated[t, k]) for k in range(k_num)] for t in range(t_ann)],
         "masklet_id": list(range(k_num)),
-        "masklet_size_rel": [s / (h * w) for s in size_abs], "masklet_size_abs": size_abs,
-        "masklet_size_bucket": ["small" if s < 32**2 else "medium" if s < 96**2 else "large" for s in size_abs],
-        "masklet_visibility_changes": [int(np.abs(np.diff(visible[:, k].astype(int))).sum()) for k in range(k_num)],
+        "masklet_size_rel": [s / (h * w) for s in size_abs],
+        "masklet_size_abs": size_abs,
+        "masklet_size_bucket": [
+            "small" if s < 32**2 else "medium" if s < 96**2 else "large" for s in size_abs
+        ],
+        "masklet_visibility_changes": [
+            int(np.abs(np.diff(visible[:, k].astype(int))).sum()) for k in range(k_num)
+        ],
         "masklet_first_appeared_frame": [float(f) for f in first],
-        "masklet_frame_count": [t_ann] * k_num, "masklet_edited_frame_count": [0] * k_num,
+        "masklet_frame_count": [t_ann] * k_num,
+        "masklet_edited_frame_count": [0] * k_num,
         "masklet_type": [kind] * k_num,
-        "masklet_stability_score": ([[float(x) for x in rng.uniform(0.9, 1, t_ann)] for _ in range(k_num)]
-                                    if kind == "auto" else [None] * k_num),
+        "masklet_stability_score": (
+            [[float(x) for x in rng.uniform(0.9, 1, t_ann)] for _ in range(k_num)]
+            if kind == "auto"
+            else [None] * k_num
+        ),
         "masklet_num": k_num,
     }
 
 
-def write_sav(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size: tuple[int, int] = (128, 192),
-              num_frames: int = 48, num_objects: int = 3, object_scale: float = 1.0) -> list[Path]:
+def write_sav(
+    out_dir: str | Path,
+    num_videos: int = 2,
+    seed: int = 0,
+    size: tuple[int, int] = (128, 192),
+    num_frames: int = 48,
+    num_objects: int = 3,
+    object_scale: float = 1.0,
+) -> list[Path]:
     """Writes SA-V-train-style videos; returns the mp4 paths.
 
     ``_manual.json`` has every kept object (the last one may appear late);
     ``_auto.json`` the objects present from frame 0 (auto masklets always are).
     """
     if size[0] % 2 or size[1] % 2:
-        raise EtamError(f"SA-V size {size[0]}x{size[1]}: H.264 in yuv420p needs an even height and width")
+        raise EtamError(
+            f"SA-V size {size[0]}x{size[1]}: H.264 in yuv420p needs an even height and width"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(1, num_videos + 1):
         vid = f"sav_{i:06d}"
         frames, masks, first, _ = render_video(
-            scene_for("sav", seed, i, size, num_objects, num_frames, True, object_scale), num_frames)
+            scene_for("sav", seed, i, size, num_objects, num_frames, True, object_scale), num_frames
+        )
         write_mp4(out / f"{vid}.mp4", frames)
         rng = np.random.default_rng([seed, i])
         manual = sav_json(vid, masks, first, num_frames, "manual", rng)
@@ -203,9 +271,16 @@ def _write_frames(folder: Path, frames: np.ndarray) -> None:
         (folder / f"{t:05d}.jpg").write_bytes(encode_jpeg(frame))
 
 
-def write_sav_eval(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size: tuple[int, int] = (128, 192),
-                   num_frames: int = 24, num_objects: int = 3, split: str = "val",
-                   object_scale: float = 1.0) -> list[str]:
+def write_sav_eval(
+    out_dir: str | Path,
+    num_videos: int = 2,
+    seed: int = 0,
+    size: tuple[int, int] = (128, 192),
+    num_frames: int = 24,
+    num_objects: int = 3,
+    split: str = "val",
+    object_scale: float = 1.0,
+) -> list[str]:
     """Writes SA-V val/test-style folders; returns the video ids.
 
     Each object gets a binary (0/255) PNG on every annotated frame from its first one.
@@ -214,7 +289,9 @@ def write_sav_eval(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size
     vids = [f"sav_{split}_{i:03d}" for i in range(1, num_videos + 1)]
     for i, vid in enumerate(vids, start=1):
         frames, masks, first, _ = render_video(
-            scene_for("sav_eval", seed, i, size, num_objects, num_frames, True, object_scale), num_frames)
+            scene_for("sav_eval", seed, i, size, num_objects, num_frames, True, object_scale),
+            num_frames,
+        )
         _write_frames(out / "JPEGImages_24fps" / vid, frames)
         for k, t0 in enumerate(first):
             obj_dir = out / "Annotations_6fps" / vid / f"{k:03d}"
@@ -238,15 +315,24 @@ def davis_palette() -> list[int]:
     return palette
 
 
-def write_davis(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size: tuple[int, int] = (128, 192),
-                num_frames: int = 12, num_objects: int = 3, object_scale: float = 1.0) -> list[str]:
+def write_davis(
+    out_dir: str | Path,
+    num_videos: int = 2,
+    seed: int = 0,
+    size: tuple[int, int] = (128, 192),
+    num_frames: int = 12,
+    num_objects: int = 3,
+    object_scale: float = 1.0,
+) -> list[str]:
     """Writes DAVIS-2017-style folders (objects all present in frame 0); returns the video ids."""
     out = Path(out_dir)
     vids = [f"synth-{i:03d}" for i in range(1, num_videos + 1)]
     palette = davis_palette()
     for i, vid in enumerate(vids, start=1):
-        frames, masks, _, _ = render_video(scene_for("davis", seed, i, size, num_objects, num_frames,
-                                               object_scale=object_scale), num_frames)
+        frames, masks, _, _ = render_video(
+            scene_for("davis", seed, i, size, num_objects, num_frames, object_scale=object_scale),
+            num_frames,
+        )
         _write_frames(out / "JPEGImages" / "480p" / vid, frames)
         ann = out / "Annotations" / "480p" / vid
         ann.mkdir(parents=True, exist_ok=True)
@@ -262,9 +348,15 @@ def write_davis(out_dir: str | Path, num_videos: int = 2, seed: int = 0, size: t
     return vids
 
 
-def write_all(out_dir: str | Path, kinds: Sequence[str] = KINDS, seed: int = 0,
-              size: tuple[int, int] | None = None, count: int | None = None,
-              num_frames: int | None = None, object_scale: float | None = None) -> dict[str, Path]:
+def write_all(
+    out_dir: str | Path,
+    kinds: Sequence[str] = KINDS,
+    seed: int = 0,
+    size: tuple[int, int] | None = None,
+    count: int | None = None,
+    num_frames: int | None = None,
+    object_scale: float | None = None,
+) -> dict[str, Path]:
     """Writes each kind into ``out_dir/<kind>``; returns the folders.
 
     Args:
@@ -276,7 +368,12 @@ def write_all(out_dir: str | Path, kinds: Sequence[str] = KINDS, seed: int = 0,
         num_frames: frames per video at 24 fps (videos only; default: each writer's own).
         object_scale: object size factor (default 1: radii 10-22% of the shorter side).
     """
-    writers = {"sa1b": write_sa1b, "sav": write_sav, "sav_eval": write_sav_eval, "davis": write_davis}
+    writers = {
+        "sa1b": write_sa1b,
+        "sav": write_sav,
+        "sav_eval": write_sav_eval,
+        "davis": write_davis,
+    }
     folders = {}
     for kind in kinds:
         options: dict = {} if size is None else {"size": tuple(size)}

@@ -45,8 +45,14 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.clip(smooth + grain, 0, 255).astype(np.uint8)
 
 
-def _random_object(rng: np.random.Generator, height: int, width: int, num_frames: int,
-                   late: bool, scale: float = 1.0) -> SceneObject:
+def _random_object(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    num_frames: int,
+    late: bool,
+    scale: float = 1.0,
+) -> SceneObject:
     size = min(height, width)
     base = rng.uniform(0.10, 0.22) * size * scale
     if rng.random() < 0.5:  # ellipse: 32 vertices on an ellipse
@@ -58,12 +64,17 @@ def _random_object(rng: np.random.Generator, height: int, width: int, num_frames
     margin = min(radii.max(), 0.45 * size)  # large objects may leave the frame a little
     center = np.array([rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)])
     return SceneObject(
-        radii=radii, center=center, velocity=rng.uniform(-0.03, 0.03, size=2) * size,
-        angle=rng.uniform(0, 2 * np.pi), spin=rng.uniform(-0.05, 0.05),
+        radii=radii,
+        center=center,
+        velocity=rng.uniform(-0.03, 0.03, size=2) * size,
+        angle=rng.uniform(0, 2 * np.pi),
+        spin=rng.uniform(-0.05, 0.05),
         wobble=rng.uniform(0, 2 * np.pi, size=radii.size),
         colors=rng.integers(0, 256, size=(2, 3), dtype=np.uint8),
-        stripe_dir=rng.uniform(0, np.pi), stripe_period=rng.uniform(4, 12),
-        appear=int(rng.integers(1, max(2, num_frames // 2))) if late else 0)
+        stripe_dir=rng.uniform(0, np.pi),
+        stripe_period=rng.uniform(4, 12),
+        appear=int(rng.integers(1, max(2, num_frames // 2))) if late else 0,
+    )
 
 
 class Scene:
@@ -80,15 +91,25 @@ class Scene:
             shorter side at 1).
     """
 
-    def __init__(self, seed: int, height: int, width: int, num_objects: int, num_frames: int = 1,
-                 late_object: bool = False, object_scale: float = 1.0):
+    def __init__(
+        self,
+        seed: int,
+        height: int,
+        width: int,
+        num_objects: int,
+        num_frames: int = 1,
+        late_object: bool = False,
+        object_scale: float = 1.0,
+    ):
         rng = np.random.default_rng(seed)
         self.height, self.width = height, width
         self.background = _background(rng, height, width)
         self.objects = [
-            _random_object(rng, height, width, num_frames, late_object and k == num_objects - 1,
-                           object_scale)
-            for k in range(num_objects)]
+            _random_object(
+                rng, height, width, num_frames, late_object and k == num_objects - 1, object_scale
+            )
+            for k in range(num_objects)
+        ]
 
     def texture(self, k: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """uint8 ``[N, 3]`` colour of object ``k``'s stripes at pixels ``(ys, xs)`` (fixed in the image)."""

@@ -25,9 +25,9 @@ import logging
 from typing import Any, Callable, Iterator
 
 import grain
-from absl import flags
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import flags
 from tqdm import tqdm
 
 from data_pipelines.records import Record, SkippedExample, validate_record
@@ -40,27 +40,34 @@ def _features() -> tfds.features.FeaturesDict:
     def tensor(shape: tuple, dtype: Any, doc: str) -> tfds.features.Tensor:
         return tfds.features.Tensor(shape=shape, dtype=dtype, doc=doc)
 
-    return tfds.features.FeaturesDict({
-        "id": tensor((), np.object_, "example id, e.g. sa_1 / sav_000001"),
-        "source": tensor((), np.object_, "sa1b or sav"),
-        "file": tensor((), np.object_, "original file, for logs"),
-        "frames": tensor((None,), np.object_, "JPEG bytes per annotated frame"),
-        "frame_indices": tensor((None,), np.int32, "frame number in the 24 fps video"),
-        "height": tensor((), np.int32, "frame height"),
-        "width": tensor((), np.int32, "frame width"),
-        "object_ids": tensor((None,), np.int32, "object / masklet ids"),
-        "rle_counts": tensor((None,), np.object_, "COCO RLE counts, [T, O] flattened"),
-        "valid": tensor((None,), np.bool_, "object annotated on frame, [T, O] flattened"),
-    })
+    return tfds.features.FeaturesDict(
+        {
+            "id": tensor((), np.object_, "example id, e.g. sa_1 / sav_000001"),
+            "source": tensor((), np.object_, "sa1b or sav"),
+            "file": tensor((), np.object_, "original file, for logs"),
+            "frames": tensor((None,), np.object_, "JPEG bytes per annotated frame"),
+            "frame_indices": tensor((None,), np.int32, "frame number in the 24 fps video"),
+            "height": tensor((), np.int32, "frame height"),
+            "width": tensor((), np.int32, "frame width"),
+            "object_ids": tensor((None,), np.int32, "object / masklet ids"),
+            "rle_counts": tensor((None,), np.object_, "COCO RLE counts, [T, O] flattened"),
+            "valid": tensor((None,), np.bool_, "object annotated on frame, [T, O] flattened"),
+        }
+    )
 
 
 def to_stored(record: Record) -> dict[str, Any]:
     """Record -> the dict a builder yields."""
     return {
-        "id": record["id"].encode(), "source": record["source"].encode(), "file": record["file"].encode(),
-        "frames": record["frames"], "frame_indices": record["frame_indices"],
-        "height": np.int32(record["height"]), "width": np.int32(record["width"]),
-        "object_ids": record["object_ids"], "rle_counts": record["rle_counts"].reshape(-1),
+        "id": record["id"].encode(),
+        "source": record["source"].encode(),
+        "file": record["file"].encode(),
+        "frames": record["frames"],
+        "frame_indices": record["frame_indices"],
+        "height": np.int32(record["height"]),
+        "width": np.int32(record["width"]),
+        "object_ids": record["object_ids"],
+        "rle_counts": record["rle_counts"].reshape(-1),
         "valid": record["valid"].reshape(-1),
     }
 
@@ -77,11 +84,16 @@ def from_stored(example: dict[str, Any]) -> Record:
     counts = np.empty(t * o, dtype=object)
     counts[:] = [bytes(c) for c in example["rle_counts"]]
     return {
-        "id": _text(example["id"]), "source": _text(example["source"]), "file": _text(example["file"]),
-        "frames": frames, "frame_indices": np.asarray(example["frame_indices"], np.int32),
-        "height": int(example["height"]), "width": int(example["width"]),
+        "id": _text(example["id"]),
+        "source": _text(example["source"]),
+        "file": _text(example["file"]),
+        "frames": frames,
+        "frame_indices": np.asarray(example["frame_indices"], np.int32),
+        "height": int(example["height"]),
+        "width": int(example["width"]),
         "object_ids": np.asarray(example["object_ids"], np.int32),
-        "rle_counts": counts.reshape(t, o), "valid": np.asarray(example["valid"], bool).reshape(t, o),
+        "rle_counts": counts.reshape(t, o),
+        "valid": np.asarray(example["valid"], bool).reshape(t, o),
     }
 
 
@@ -91,8 +103,14 @@ class _RecordBuilder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version(DATASET_VERSION)
     RELEASE_NOTES = {DATASET_VERSION: "Records of data_pipelines.records, Tensor features only."}
 
-    def __init__(self, *, make_source: Callable[[], Any] | None = None, workers: int = 0,
-                 check_masks: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        make_source: Callable[[], Any] | None = None,
+        workers: int = 0,
+        check_masks: bool = False,
+        **kwargs: Any,
+    ):
         self._make_source = make_source
         self._workers = workers
         self._check_masks = check_masks
@@ -103,7 +121,8 @@ class _RecordBuilder(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         # disable_shuffling: stored order = raw reader order (minus skipped examples).
         return self.dataset_info_from_configs(
-            features=_features(), homepage="https://ai.meta.com/datasets/", disable_shuffling=True)
+            features=_features(), homepage="https://ai.meta.com/datasets/", disable_shuffling=True
+        )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:
         del dl_manager  # local files only

@@ -84,5 +84,7 @@ def read_mp4(
     order = sorted(kept) if indices is None else [int(i) for i in indices]
     missing = [i for i in order if i not in kept]
     if missing or (indices is None and count == 0):
-        raise VideoReadError(f"{path}: video has {count} decodable frames, frame {missing[:1] or [0]} asked for")
+        raise VideoReadError(
+            f"{path}: video has {count} decodable frames, frame {missing[:1] or [0]} asked for"
+        )
     return [kept[i] for i in order], count

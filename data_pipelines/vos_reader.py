@@ -92,15 +92,24 @@ def read_davis(root: str | Path, split: str = "val", resolution: str = "480p") -
     """DAVIS 2017 videos of ``split`` (from ``ImageSets/2017/<split>.txt``, else every folder)."""
     root = Path(root)
     videos = []
-    for name in _split_names(root / "ImageSets" / "2017" / f"{split}.txt", root / "JPEGImages" / resolution):
+    for name in _split_names(
+        root / "ImageSets" / "2017" / f"{split}.txt", root / "JPEGImages" / resolution
+    ):
         pngs = sorted((root / "Annotations" / resolution / name).glob("*.png"), key=_frame_number)
         if not pngs:
             raise EtamError(f"{root / 'Annotations' / resolution / name}: no .png annotations")
         first = np.unique(np.asarray(Image.open(pngs[0])))
         ids = tuple(int(i) for i in first if i not in (0, DAVIS_VOID))
         per_frame = {_frame_number(p): p for p in pngs}
-        videos.append(VOSVideo(name, _frames(root / "JPEGImages" / resolution / name), ids,
-                               {o: dict(per_frame) for o in ids}, indexed=True))
+        videos.append(
+            VOSVideo(
+                name,
+                _frames(root / "JPEGImages" / resolution / name),
+                ids,
+                {o: dict(per_frame) for o in ids},
+                indexed=True,
+            )
+        )
     return videos
 
 
@@ -110,12 +119,21 @@ def read_sav_eval(root: str | Path, split: str = "val") -> list[VOSVideo]:
     videos = []
     for name in _split_names(root / f"sav_{split}.txt", root / "JPEGImages_24fps"):
         ann = root / "Annotations_6fps" / name
-        obj_dirs = sorted((p for p in ann.glob("*") if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+        obj_dirs = sorted(
+            (p for p in ann.glob("*") if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+        )
         if not obj_dirs:
             raise EtamError(f"{ann}: no per-object annotation folders (000, 001, ...)")
         mask_paths = {int(d.name): {_frame_number(p): p for p in d.glob("*.png")} for d in obj_dirs}
-        videos.append(VOSVideo(name, _frames(root / "JPEGImages_24fps" / name), tuple(mask_paths),
-                               mask_paths, indexed=False))
+        videos.append(
+            VOSVideo(
+                name,
+                _frames(root / "JPEGImages_24fps" / name),
+                tuple(mask_paths),
+                mask_paths,
+                indexed=False,
+            )
+        )
     return videos
 
 
@@ -126,4 +144,6 @@ def read_vos(root: str | Path, split: str = "val") -> list[VOSVideo]:
         return read_sav_eval(root, split)
     if (root / "JPEGImages").is_dir():
         return read_davis(root, split)
-    raise EtamError(f"{root}: neither a DAVIS (JPEGImages/) nor an SA-V val/test (JPEGImages_24fps/) folder")
+    raise EtamError(
+        f"{root}: neither a DAVIS (JPEGImages/) nor an SA-V val/test (JPEGImages_24fps/) folder"
+    )

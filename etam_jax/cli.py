@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name and module_name.startswith(e.name):
-            print(f"etam: error: command {name!r} is not built yet ({module_name})", file=sys.stderr)
+            print(
+                f"etam: error: command {name!r} is not built yet ({module_name})", file=sys.stderr
+            )
             return 2
         raise
     try:

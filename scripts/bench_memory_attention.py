@@ -57,7 +57,9 @@ def _inputs(grid: int, slots: int, valid: int, ptrs: int, batch: int) -> dict[st
 
 def _build(name: str, grid: int) -> tuple[MemoryAttention, torch.nn.Module]:
     torch.manual_seed(0)
-    official = instantiate(official_config(name, grid * 16).model.memory_attention, _recursive_=True)
+    official = instantiate(
+        official_config(name, grid * 16).model.memory_attention, _recursive_=True
+    )
     randomize_(official, 0)
     with nnx.use_eager_sharding(False):
         cfg = get_model_config(name, grid * 16).memory_attention
@@ -82,14 +84,18 @@ def _official_call(official: torch.nn.Module, x: dict[str, np.ndarray]):
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
     ok = x["memory_valid"][0]  # the same slots in every element
     b, c = x["memory"].shape[0], x["memory"].shape[-1]
-    seq = lambda mem, ptr: t(np.concatenate([mem[:, ok].reshape(b, -1, c), ptr], 1).transpose(1, 0, 2))
+    seq = lambda mem, ptr: t(
+        np.concatenate([mem[:, ok].reshape(b, -1, c), ptr], 1).transpose(1, 0, 2)
+    )
     curr, pos = t(x["curr"].transpose(1, 0, 2)), t(x["curr_pos"].transpose(1, 0, 2))
     memory, memory_pos = seq(x["memory"], x["ptr"]), seq(x["memory_pos"], x["ptr_pos"])
     num_ptr = x["ptr"].shape[1]
 
     def call() -> np.ndarray:
         with torch.no_grad():
-            out = official(curr, memory, curr_pos=pos, memory_pos=memory_pos, num_obj_ptr_tokens=num_ptr)
+            out = official(
+                curr, memory, curr_pos=pos, memory_pos=memory_pos, num_obj_ptr_tokens=num_ptr
+            )
         return out.numpy().transpose(1, 0, 2)
 
     return call
@@ -106,7 +112,9 @@ def bench(name: str, args: argparse.Namespace) -> str:
     jax.block_until_ready(run(state, inputs))
     compile_s = time.perf_counter() - start
     ours_fn = lambda: np.asarray(run(state, inputs))
-    (ours_s, got), (official_s, want) = _min_seconds([ours_fn, _official_call(official, x)], args.repeats)
+    (ours_s, got), (official_s, want) = _min_seconds(
+        [ours_fn, _official_call(official, x)], args.repeats
+    )
     err = relative_error(got, want)
     return f"{name:<20} {ours_s * 1e3:>10.0f} {official_s * 1e3:>12.0f} {ours_s / official_s:>6.2f} {compile_s:>9.1f} {err:>9.1e}"
 
@@ -114,20 +122,26 @@ def bench(name: str, args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="efficienttam_ti,efficienttam_ti_1,efficienttam_ti_2")
-    parser.add_argument("--grid", type=int, default=64, help="feature grid side g (64 at image 1024)")
+    parser.add_argument(
+        "--grid", type=int, default=64, help="feature grid side g (64 at image 1024)"
+    )
     parser.add_argument("--slots", type=int, default=7, help="valid memory slots S")
     parser.add_argument("--valid", type=int, default=None, help="valid slots of S (default: all)")
     parser.add_argument("--ptrs", type=int, default=64, help="valid object-pointer tokens P")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's own)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
         f"backend {jax.default_backend()}, grid {args.grid}, slots {args.valid or args.slots}/{args.slots} valid, ptrs {args.ptrs}, batch {args.batch}"
     )
-    print(f"{'config':<20} {'ours ms':>10} {'official ms':>12} {'ratio':>6} {'compile s':>9} {'rel err':>9}")
+    print(
+        f"{'config':<20} {'ours ms':>10} {'official ms':>12} {'ratio':>6} {'compile s':>9} {'rel err':>9}"
+    )
     for name in args.configs.split(","):
         print(bench(name, args), flush=True)
 

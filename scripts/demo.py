@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-
 # Objects ~1.6x the synth default (radii 16-35% of the frame's shorter side): at
 # 64 px the image encoder's grid is 4 x 4 tokens, and default-sized objects cover
 # about one token each.
@@ -38,14 +37,18 @@ def run(*args: str) -> None:
 
 def validation_scores(workdir: Path) -> list[tuple[int, float]]:
     """``(step, val_J&F)`` rows of the run's metrics.jsonl."""
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line]
+    rows = [
+        json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line
+    ]
     return [(r["step"], r["val_J&F"]) for r in rows if r.get("val_J&F") is not None]
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("demo_out"))
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo config's)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="training steps (default: the demo config's)"
+    )
     p.add_argument("--fresh", action="store_true", help="delete OUT first")
     args = p.parse_args()
     if args.fresh:
@@ -54,20 +57,54 @@ def main() -> int:
     start = time.time()
     data, val, workdir = args.out / "data", args.out / "val", args.out / "run"
     if not (data / "sav").exists():
-        run(*etam, "data", "synth", "--out", str(data), "--kinds", "sa1b,sav", "--seed", "0",
-            "--count", "96", "--object-scale", OBJECT_SCALE)
+        run(
+            *etam,
+            "data",
+            "synth",
+            "--out",
+            str(data),
+            "--kinds",
+            "sa1b,sav",
+            "--seed",
+            "0",
+            "--count",
+            "96",
+            "--object-scale",
+            OBJECT_SCALE,
+        )
     if not (val / "davis").exists():
-        run(*etam, "data", "synth", "--out", str(val), "--kinds", "davis", "--seed", "1",
-            "--count", "3", "--object-scale", OBJECT_SCALE)
+        run(
+            *etam,
+            "data",
+            "synth",
+            "--out",
+            str(val),
+            "--kinds",
+            "davis",
+            "--seed",
+            "1",
+            "--count",
+            "3",
+            "--object-scale",
+            OBJECT_SCALE,
+        )
     train = [
-        *etam, "train", "--config", "experiments/configs/demo.py", "--workdir", str(workdir),
+        *etam,
+        "train",
+        "--config",
+        "experiments/configs/demo.py",
+        "--workdir",
+        str(workdir),
         f"--config.data.sources.sav.path={data / 'sav'}",
         f"--config.data.sources.sa1b.path={data / 'sa1b'}",
         f"--config.eval.data={val / 'davis'}",
     ]
     if args.steps:
-        train += [f"--config.train.total_steps={args.steps}", f"--config.optimizer.total_steps={args.steps}",
-                  f"--config.eval.every_steps={args.steps}"]
+        train += [
+            f"--config.train.total_steps={args.steps}",
+            f"--config.optimizer.total_steps={args.steps}",
+            f"--config.eval.every_steps={args.steps}",
+        ]
     run(*train)
     scores = validation_scores(workdir)
     summary = {

@@ -70,8 +70,21 @@ def main() -> int:
     print(f"wrote {pt} (official {{'model': state_dict}} layout, seeded init)")
     orbax_dir = args.out / "weights" / f"{args.model}_orbax"
     run(*etam, "convert", "from-pytorch", "--model", args.model, str(pt), str(orbax_dir))
-    run(*etam, "track", "--model", args.model, "--checkpoint", str(orbax_dir), "--frames", frames,
-        "--prompts", prompts, "--out", str(args.out / "masks"), "--save-logits")
+    run(
+        *etam,
+        "track",
+        "--model",
+        args.model,
+        "--checkpoint",
+        str(orbax_dir),
+        "--frames",
+        frames,
+        "--prompts",
+        prompts,
+        "--out",
+        str(args.out / "masks"),
+        "--save-logits",
+    )
     summary = summarise(args.out / "masks", Path(frames))
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))

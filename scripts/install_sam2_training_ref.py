@@ -49,7 +49,10 @@ FOLDERS = ("sam2", "training")
 _PY_RULES = (
     (re.compile(r"^(\s*)from (sam2|training)(?=[.\s])", re.M), rf"\1from {PACKAGE}.\2"),
     (re.compile(r"^(\s*)import sam2\s*$", re.M), rf"\1from {PACKAGE} import sam2"),
-    (re.compile(r"initialize_config_module\(\"sam2\""), f'initialize_config_module("{PACKAGE}.sam2"'),
+    (
+        re.compile(r"initialize_config_module\(\"sam2\""),
+        f'initialize_config_module("{PACKAGE}.sam2"',
+    ),
 )
 _YAML_RULE = (re.compile(r"(_target_:\s*)(sam2|training)\."), rf"\1{PACKAGE}.\2.")
 # Any import of the clashing names left after the rewrite is an error.
@@ -78,8 +81,20 @@ def _download(cache: Path) -> Path:
         # setuptools (no isolated build env, which would pull a CUDA torch) and no
         # CUDA extension.
         env = {**os.environ, "SAM2_BUILD_CUDA": "0"}
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-               "--no-build-isolation", f"sam2=={VERSION}", "-d", str(cache)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--no-build-isolation",
+            f"sam2=={VERSION}",
+            "-d",
+            str(cache),
+        ]
         subprocess.run(cmd, check=True, env=env)
     return path
 

@@ -31,9 +31,7 @@ def partition_specs_json(model_name: str) -> dict[str, list]:
     from etam_jax.training import sharding
 
     mesh = sharding.make_mesh(MESH_SHAPE)
-    _, _, shardings = sharding.abstract_model_and_shardings(
-        lambda: build_model(model_name), mesh
-    )
+    _, _, shardings = sharding.abstract_model_and_shardings(lambda: build_model(model_name), mesh)
     return {
         ".".join(map(str, path)): sharding.spec_to_json(var.get_value().spec)
         for path, var in nnx.to_flat_state(shardings)

@@ -12,8 +12,12 @@ import jax
 
 def report_header(what: str, argv: Sequence[str]) -> dict:
     """The fields every report starts with: the command line, the time, the JAX backend and device."""
-    return {"command": ["etam", "bench", what, *argv], "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "jax_backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind}
+    return {
+        "command": ["etam", "bench", what, *argv],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "jax_backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+    }
 
 
 def write_report(report: dict, out: str | None, what: str) -> str:

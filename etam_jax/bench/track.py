@@ -39,7 +39,9 @@ STEADY_SKIP = 2  # yielded frames excluded from the steady state (compilation)
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="etam bench track", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", required=True, help="model name (repeatable)")
-    p.add_argument("--checkpoint", help=".pt, etam weights dir or etam train workdir (default: random weights)")
+    p.add_argument(
+        "--checkpoint", help=".pt, etam weights dir or etam train workdir (default: random weights)"
+    )
     p.add_argument("--frames", help="folder of JPEG frames (default: generated videos)")
     p.add_argument("--prompts", help="PROMPTS.json for --frames")
     p.add_argument("--out", help="JSON file (default bench_results/track_<time>.json)")
@@ -47,8 +49,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--long-factor", type=int, default=10, help="long video = factor x short")
     p.add_argument("--size", default="480x854", help="HxW of generated frames")
     p.add_argument("--image-size", type=int, default=None, help="model resolution override")
-    p.add_argument("--official", choices=("none", "short", "all"), default="short",
-                   help="which videos to also run the official predictor on")
+    p.add_argument(
+        "--official",
+        choices=("none", "short", "all"),
+        default="short",
+        help="which videos to also run the official predictor on",
+    )
     args = p.parse_args(argv)
     if (args.frames is None) != (args.prompts is None):
         raise EtamError("--frames and --prompts go together")
@@ -86,10 +92,16 @@ def time_frames(outputs) -> dict:
     ms = 1000 * float(np.mean(steady))
     tail = rss[STEADY_SKIP:]
     slope = float(np.polyfit(np.arange(len(tail)), tail, 1)[0]) if len(tail) > 2 else 0.0
-    return {"frames": len(times), "ms_per_frame": ms, "fps": 1000 / ms,
-            "first_frames_s": [round(t, 3) for t in times[:STEADY_SKIP]],
-            "total_s": last - start, "rss_peak_mb": max(sampler.peak_mb, *rss), "rss_end_mb": rss[-1],
-            "rss_slope_mb_per_frame": slope}
+    return {
+        "frames": len(times),
+        "ms_per_frame": ms,
+        "fps": 1000 / ms,
+        "first_frames_s": [round(t, 3) for t in times[:STEADY_SKIP]],
+        "total_s": last - start,
+        "rss_peak_mb": max(sampler.peak_mb, *rss),
+        "rss_end_mb": rss[-1],
+        "rss_slope_mb_per_frame": slope,
+    }
 
 
 def bench_ours(predictor, frames_dir: str, prompts, timer: CompileTimer) -> dict:
@@ -117,7 +129,10 @@ def models_for(name: str, args, official_wanted: bool):
         try:
             from etam_jax.bench.official_predictor import build_official_predictor, state_dict_of
         except ImportError as e:
-            print(f"etam bench track: official predictor unavailable ({e}); ours only", file=sys.stderr)
+            print(
+                f"etam bench track: official predictor unavailable ({e}); ours only",
+                file=sys.stderr,
+            )
         else:
             official = build_official_predictor(name, args.image_size, seed=0)
     if args.checkpoint:
@@ -125,7 +140,9 @@ def models_for(name: str, args, official_wanted: bool):
         if official is not None:
             official.load_state_dict(state_dict_of(model))
         return model, official
-    model = build_model(name, image_size=args.image_size, apply_postprocessing=True, rngs=nnx.Rngs(0))
+    model = build_model(
+        name, image_size=args.image_size, apply_postprocessing=True, rngs=nnx.Rngs(0)
+    )
     if official is not None:
         load_torch_arrays(model, {k: v.numpy() for k, v in official.state_dict().items()})
     return model, official
@@ -148,8 +165,10 @@ def run_model(name: str, args, vids, timer: CompileTimer) -> list[dict]:
     from etam_jax.inference.frames import VideoFrames
     from etam_jax.inference.prompts_io import load_prompts
 
-    wants = {label: args.official == "all" or (args.official == "short" and label != "long")
-             for label, _, _ in vids}
+    wants = {
+        label: args.official == "all" or (args.official == "short" and label != "long")
+        for label, _, _ in vids
+    }
     from etam_jax.inference.video_predictor import VideoPredictor
 
     model, official = models_for(name, args, any(wants.values()))
@@ -158,15 +177,22 @@ def run_model(name: str, args, vids, timer: CompileTimer) -> list[dict]:
     for label, frames_dir, prompts_path in vids:
         frames = VideoFrames(frames_dir, model.image_size)
         prompts = load_prompts(prompts_path, (frames.height, frames.width), len(frames))
-        row = {"model": name, "video": label, "num_frames": len(frames),
-               "frame_hw": [frames.height, frames.width], "image_size": model.image_size,
-               "objects": len({p.obj_id for p in prompts}),
-               "ours": bench_ours(predictor, frames_dir, prompts, timer)}
+        row = {
+            "model": name,
+            "video": label,
+            "num_frames": len(frames),
+            "frame_hw": [frames.height, frames.width],
+            "image_size": model.image_size,
+            "objects": len({p.obj_id for p in prompts}),
+            "ours": bench_ours(predictor, frames_dir, prompts, timer),
+        }
         if official is not None and wants[label]:
             from etam_jax.bench.official_predictor import time_official
 
             row["official"] = time_official(official, frames_dir, prompts, time_frames)
-            row["speedup_vs_official"] = row["official"]["ms_per_frame"] / row["ours"]["ms_per_frame"]
+            row["speedup_vs_official"] = (
+                row["official"]["ms_per_frame"] / row["ours"]["ms_per_frame"]
+            )
         rows.append(row)
         print_row(row)
     return rows
@@ -174,12 +200,16 @@ def run_model(name: str, args, vids, timer: CompileTimer) -> list[dict]:
 
 def print_row(row: dict) -> None:
     ours, off = row["ours"], row.get("official")
-    text = (f"{row['model']:<26} {row['video']:<6} {row['num_frames']:>5} fr  ours "
-            f"{ours['ms_per_frame']:9.1f} ms/fr {ours['fps']:7.2f} fps  compile {ours['compile_s']:6.1f} s  "
-            f"rss peak {ours['rss_peak_mb']:7.0f} MiB ({ours['rss_slope_mb_per_frame']:+.1f} MiB/fr)")
+    text = (
+        f"{row['model']:<26} {row['video']:<6} {row['num_frames']:>5} fr  ours "
+        f"{ours['ms_per_frame']:9.1f} ms/fr {ours['fps']:7.2f} fps  compile {ours['compile_s']:6.1f} s  "
+        f"rss peak {ours['rss_peak_mb']:7.0f} MiB ({ours['rss_slope_mb_per_frame']:+.1f} MiB/fr)"
+    )
     if off:
-        text += (f" | official {off['ms_per_frame']:9.1f} ms/fr rss peak {off['rss_peak_mb']:7.0f} MiB"
-                 f" | official/ours {row['speedup_vs_official']:.2f}x")
+        text += (
+            f" | official {off['ms_per_frame']:9.1f} ms/fr rss peak {off['rss_peak_mb']:7.0f} MiB"
+            f" | official/ours {row['speedup_vs_official']:.2f}x"
+        )
     print(text, flush=True)
 
 
@@ -190,8 +220,11 @@ def main(argv: list[str]) -> int:
     for name in args.model:
         get_model_config(name)  # unknown names fail before any work
     timer = CompileTimer()
-    report = {**report_header("track", argv), "steady_state_excludes_first_frames": STEADY_SKIP,
-              "results": []}
+    report = {
+        **report_header("track", argv),
+        "steady_state_excludes_first_frames": STEADY_SKIP,
+        "results": [],
+    }
     with tempfile.TemporaryDirectory(prefix="etam_bench_track_") as workdir:
         vids = videos(args, workdir)
         for name in args.model:

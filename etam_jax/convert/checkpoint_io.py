@@ -51,7 +51,9 @@ def read_pt(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds on a bad file
-        raise EtamError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+        raise EtamError(
+            f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})"
+        ) from e
     if not isinstance(ckpt, Mapping) or "model" not in ckpt:
         keys = sorted(ckpt)[:8] if isinstance(ckpt, Mapping) else type(ckpt).__name__
         raise EtamError(f"{path}: no 'model' entry; top-level keys: {keys}")
@@ -109,7 +111,9 @@ def load_orbax(model: nnx.Module, model_name: str, ckpt_dir: str | os.PathLike) 
     """Restores weights saved by :func:`save_orbax` into ``model`` (in place)."""
     meta = read_orbax_meta(ckpt_dir)
     if meta.get("model") != model_name:
-        raise EtamError(f"{ckpt_dir}: holds weights of model {meta.get('model')!r}, not {model_name!r}")
+        raise EtamError(
+            f"{ckpt_dir}: holds weights of model {meta.get('model')!r}, not {model_name!r}"
+        )
     state = nnx.state(model, WEIGHTS)
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(state))
     with ocp.StandardCheckpointer() as checkpointer:
@@ -184,8 +188,9 @@ def fill_weights(model: nnx.Module, params: dict, source: str) -> None:
     got = {tuple(map(str, k)): v for k, v in flatten_dict(params).items()}
     key = lambda path: tuple(map(str, path))  # noqa: E731
     missing = [".".join(key(k)) for k in want if key(k) not in got]
-    wrong = [".".join(key(k)) for k, v in want.items()
-             if key(k) in got and got[key(k)].shape != v.shape]
+    wrong = [
+        ".".join(key(k)) for k, v in want.items() if key(k) in got and got[key(k)].shape != v.shape
+    ]
     if missing or wrong:
         raise EtamError(
             f"{source}: weights do not fit the model: missing {missing[:4]}, other shape {wrong[:4]}"
@@ -206,20 +211,25 @@ def load_weights(model: nnx.Module, model_name: str | None, path: str | os.PathL
         load_torch_arrays(model, read_pt(path), source=str(path))
         return
     if not path.exists():
-        raise EtamError(f"{path}: no such checkpoint (expected a .pt file, an etam weights "
-                        "directory or an etam train workdir / checkpoint step)")
+        raise EtamError(
+            f"{path}: no such checkpoint (expected a .pt file, an etam weights "
+            "directory or an etam train workdir / checkpoint step)"
+        )
     if (path / META_FILE).is_file():
         load_orbax(model, model_name or read_orbax_meta(path)["model"], path)
         return
     step_dir = training_step_dir(path)
     if step_dir is None:
-        raise EtamError(f"{path}: not a checkpoint (no {META_FILE}, no {TRAIN_SUBDIR}/ or "
-                        f"{TRAIN_STATE}/); expected a .pt file, an etam weights directory or an "
-                        "etam train workdir / checkpoint step")
+        raise EtamError(
+            f"{path}: not a checkpoint (no {META_FILE}, no {TRAIN_SUBDIR}/ or "
+            f"{TRAIN_STATE}/); expected a .pt file, an etam weights directory or an "
+            "etam train workdir / checkpoint step"
+        )
     meta = read_training_meta(step_dir)
     if model_name is not None and meta["model"] != model_name:
-        raise EtamError(f"{step_dir}: a training checkpoint of model {meta['model']!r}, "
-                        f"not {model_name!r}")
+        raise EtamError(
+            f"{step_dir}: a training checkpoint of model {meta['model']!r}, not {model_name!r}"
+        )
     fill_weights(model, read_training_params(step_dir), str(step_dir))
 
 
@@ -256,7 +266,10 @@ def load_model(
     arch = checkpoint_model_config(checkpoint)
     if arch is None and model_name is None:
         raise EtamError(f"{checkpoint}: records no model config; name the model (--model)")
-    model = abstract_model(arch if arch is not None else model_name, image_size=image_size,
-                           apply_postprocessing=apply_postprocessing)
+    model = abstract_model(
+        arch if arch is not None else model_name,
+        image_size=image_size,
+        apply_postprocessing=apply_postprocessing,
+    )
     load_weights(model, model_name, checkpoint)
     return model

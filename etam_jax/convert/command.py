@@ -24,9 +24,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etam convert", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="direction", required=True)
     for name, src, dst in (
-        ("from-pytorch", "official {'model': state_dict} .pt file", "Orbax weights directory to create"),
-        ("to-pytorch", "etam weights directory, or an etam train workdir / checkpoint step",
-         ".pt file to write"),
+        (
+            "from-pytorch",
+            "official {'model': state_dict} .pt file",
+            "Orbax weights directory to create",
+        ),
+        (
+            "to-pytorch",
+            "etam weights directory, or an etam train workdir / checkpoint step",
+            ".pt file to write",
+        ),
     ):
         p = sub.add_parser(name)
         p.add_argument("--model", required=True, help="official model name, e.g. efficienttam_ti")

@@ -85,7 +85,9 @@ def to_torch_arrays(module: nnx.Module, prefix: str = "") -> dict[str, np.ndarra
     out = {}
     for leaf in iter_leaves(module, prefix):
         value = np.asarray(leaf.variable.get_value())
-        out[leaf.torch_key] = value if leaf.to_torch_axes is None else value.transpose(leaf.to_torch_axes)
+        out[leaf.torch_key] = (
+            value if leaf.to_torch_axes is None else value.transpose(leaf.to_torch_axes)
+        )
     return out
 
 

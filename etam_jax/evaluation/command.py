@@ -22,10 +22,20 @@ from etam_jax.errors import EtamError
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="etam eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="official model name, e.g. efficienttam_ti")
-    p.add_argument("--checkpoint", required=True, help=".pt file, etam weights dir, or etam train workdir / checkpoints/<step>")
-    p.add_argument("--data", required=True, help="DAVIS (JPEGImages/<res>/...) or SA-V val/test folder")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help=".pt file, etam weights dir, or etam train workdir / checkpoints/<step>",
+    )
+    p.add_argument(
+        "--data", required=True, help="DAVIS (JPEGImages/<res>/...) or SA-V val/test folder"
+    )
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
-    p.add_argument("--split", default="val", help="list file to read: ImageSets/2017/SPLIT.txt or sav_SPLIT.txt")
+    p.add_argument(
+        "--split",
+        default="val",
+        help="list file to read: ImageSets/2017/SPLIT.txt or sav_SPLIT.txt",
+    )
     p.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N videos")
     p.add_argument("--vis", type=int, default=0, metavar="N", help="overlays of the N worst videos")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -35,8 +45,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def format_summary(summary: dict) -> str:
     """One line: ``J&F 0.812  J 0.790  F 0.834  (30 videos, 59 objects)``."""
-    return (f"J&F {summary['J&F']:.3f}  J {summary['J']:.3f}  F {summary['F']:.3f}  "
-            f"({summary['videos']} videos, {summary['objects']} objects)")
+    return (
+        f"J&F {summary['J&F']:.3f}  J {summary['J']:.3f}  F {summary['F']:.3f}  "
+        f"({summary['videos']} videos, {summary['objects']} objects)"
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -54,11 +66,21 @@ def main(argv: list[str]) -> int:
     if not os.path.exists(args.checkpoint):
         raise EtamError(f"--checkpoint {args.checkpoint}: no such file or directory")
     with AtomicOutputDir(args.out) as out:
-        summary = evaluate(args.model, args.checkpoint, args.data, out.tmp, args.image_size,
-                           split=args.split, progress=not args.no_progress,
-                           max_videos=args.max_videos, vis=args.vis)
+        summary = evaluate(
+            args.model,
+            args.checkpoint,
+            args.data,
+            out.tmp,
+            args.image_size,
+            split=args.split,
+            progress=not args.no_progress,
+            max_videos=args.max_videos,
+            vis=args.vis,
+        )
         out.commit()
     print(f"etam eval: {format_summary(summary)}")
-    print(f"etam eval: wrote {args.out}/summary.json, per_video.csv, per_object.csv, masks/"
-          + (", vis/" if args.vis else ""))
+    print(
+        f"etam eval: wrote {args.out}/summary.json, per_video.csv, per_object.csv, masks/"
+        + (", vis/" if args.vis else "")
+    )
     return 0

@@ -108,8 +108,10 @@ def _around(mask: np.ndarray, margin: int = 2) -> tuple[slice, slice]:
     it only saves time.
     """
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    return (slice(max(rows[0] - margin, 0), rows[-1] + margin + 1),
-            slice(max(cols[0] - margin, 0), cols[-1] + margin + 1))
+    return (
+        slice(max(rows[0] - margin, 0), rows[-1] + margin + 1),
+        slice(max(cols[0] - margin, 0), cols[-1] + margin + 1),
+    )
 
 
 def j_and_f(j: float, f: float) -> float:

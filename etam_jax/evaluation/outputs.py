@@ -76,7 +76,9 @@ def read_masks(out_dir: str | Path, video: VOSVideo, frame: int) -> dict[int, np
     if video.indexed:
         index = np.asarray(Image.open(folder / f"{stem}.png"))
         return {o: index == o for o in video.object_ids}
-    return {o: np.asarray(Image.open(folder / f"{o:03d}" / f"{stem}.png")) > 0 for o in video.object_ids}
+    return {
+        o: np.asarray(Image.open(folder / f"{o:03d}" / f"{stem}.png")) > 0 for o in video.object_ids
+    }
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
@@ -86,12 +88,20 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
         writer.writerows(rows)
 
 
-def write_scores(out_dir: str | Path, summary: dict, rows: list[dict], scores: list[ObjectScore]) -> None:
+def write_scores(
+    out_dir: str | Path, summary: dict, rows: list[dict], scores: list[ObjectScore]
+) -> None:
     """Writes ``summary.json``, ``per_video.csv`` and ``per_object.csv`` into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    _write_csv(out / "per_video.csv", ["video", "objects", "J&F", "J", "F"],
-               [[r["video"], r["objects"], r["J&F"], r["J"], r["F"]] for r in rows])
-    _write_csv(out / "per_object.csv", ["video", "object", "frames", "J&F", "J", "F"],
-               [[s.video, s.obj_id, s.frames, s.jf, s.j, s.f] for s in scores])
+    _write_csv(
+        out / "per_video.csv",
+        ["video", "objects", "J&F", "J", "F"],
+        [[r["video"], r["objects"], r["J&F"], r["J"], r["F"]] for r in rows],
+    )
+    _write_csv(
+        out / "per_object.csv",
+        ["video", "object", "frames", "J&F", "J", "F"],
+        [[s.video, s.obj_id, s.frames, s.jf, s.j, s.f] for s in scores],
+    )

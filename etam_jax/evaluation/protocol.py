@@ -70,8 +70,13 @@ def scored_frames(video: VOSVideo, obj_id: int) -> list[int]:
 
 def score_frame(frame: int, gt: np.ndarray, pred: np.ndarray) -> FrameScore:
     """J and F of one object on one frame, with whether each side has pixels."""
-    return FrameScore(frame, region_similarity(gt, pred), boundary_f(gt, pred),
-                      bool(np.any(gt)), bool(np.any(pred)))
+    return FrameScore(
+        frame,
+        region_similarity(gt, pred),
+        boundary_f(gt, pred),
+        bool(np.any(gt)),
+        bool(np.any(pred)),
+    )
 
 
 def object_score(video: VOSVideo, obj_id: int, frames: Iterable[FrameScore]) -> ObjectScore | None:
@@ -85,12 +90,18 @@ def object_score(video: VOSVideo, obj_id: int, frames: Iterable[FrameScore]) -> 
             return None
     if not frames:
         return None
-    return ObjectScore(video.name, obj_id, float(np.mean([s.j for s in frames])),
-                       float(np.mean([s.f for s in frames])), len(frames))
+    return ObjectScore(
+        video.name,
+        obj_id,
+        float(np.mean([s.j for s in frames])),
+        float(np.mean([s.f for s in frames])),
+        len(frames),
+    )
 
 
-def score_video(video: VOSVideo, masks_per_frame: Iterable[tuple[int, Mapping[int, np.ndarray]]]
-                ) -> list[ObjectScore]:
+def score_video(
+    video: VOSVideo, masks_per_frame: Iterable[tuple[int, Mapping[int, np.ndarray]]]
+) -> list[ObjectScore]:
     """Scores a video's predictions.
 
     Args:
@@ -108,7 +119,9 @@ def score_video(video: VOSVideo, masks_per_frame: Iterable[tuple[int, Mapping[in
             if t in wanted[o]:
                 gt = video.mask(o, t)
                 pred = masks.get(o)
-                per_object[o].append(score_frame(t, gt, np.zeros_like(gt) if pred is None else pred))
+                per_object[o].append(
+                    score_frame(t, gt, np.zeros_like(gt) if pred is None else pred)
+                )
     scores = (object_score(video, o, per_object[o]) for o in video.object_ids)
     return [s for s in scores if s is not None]
 

@@ -25,7 +25,7 @@ FPS = 6.0  # the SA-V annotation rate; DAVIS clips are short enough to watch at 
 def worst_videos(rows: list[dict], count: int) -> list[str]:
     """Names of the `count` videos with the lowest J&F (ties: name order)."""
     ranked = sorted(rows, key=lambda r: (r["J&F"], r["video"]))
-    return [r["video"] for r in ranked[:max(count, 0)]]
+    return [r["video"] for r in ranked[: max(count, 0)]]
 
 
 def side_by_side(video: VOSVideo, out_dir: str | Path, frame: int) -> np.ndarray:
@@ -36,7 +36,9 @@ def side_by_side(video: VOSVideo, out_dir: str | Path, frame: int) -> np.ndarray
     return np.concatenate([overlay(rgb, gt), overlay(rgb, pred)], axis=1)
 
 
-def write_vis(out_dir: str | Path, videos: list[VOSVideo], rows: list[dict], count: int) -> list[str]:
+def write_vis(
+    out_dir: str | Path, videos: list[VOSVideo], rows: list[dict], count: int
+) -> list[str]:
     """Writes the overlays of the `count` worst videos under ``out_dir/vis``; returns their names."""
     by_name = {v.name: v for v in videos}
     names = worst_videos(rows, count)

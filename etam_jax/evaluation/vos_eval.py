@@ -35,7 +35,9 @@ from etam_jax.evaluation.outputs import MaskWriter, write_scores
 from etam_jax.evaluation.protocol import ObjectScore, per_video, score_video, summarize
 
 
-def find_videos(data_dir: str | Path, split: str = "val", max_videos: int | None = None) -> list[VOSVideo]:
+def find_videos(
+    data_dir: str | Path, split: str = "val", max_videos: int | None = None
+) -> list[VOSVideo]:
     """The videos of a DAVIS-layout (``JPEGImages/<res>/``) or SA-V val/test-layout
     (``JPEGImages_24fps/``) folder; DAVIS takes ``480p`` or else its only resolution.
 
@@ -50,8 +52,10 @@ def find_videos(data_dir: str | Path, split: str = "val", max_videos: int | None
     elif (root / "JPEGImages").is_dir():
         videos = read_davis(root, split, _davis_resolution(root))
     else:
-        raise EtamError(f"--data {root}: neither a DAVIS (JPEGImages/<res>/) nor an SA-V val/test "
-                        "(JPEGImages_24fps/) folder")
+        raise EtamError(
+            f"--data {root}: neither a DAVIS (JPEGImages/<res>/) nor an SA-V val/test "
+            "(JPEGImages_24fps/) folder"
+        )
     videos = videos[:max_videos] if max_videos else videos
     if not videos:
         raise EtamError(f"--data {root}: no videos (split {split!r})")
@@ -122,8 +126,16 @@ class VOSEvaluator:
         for t, logits in p.propagate():
             yield t, masks_from_logits(logits, non_overlap=video.indexed)
 
-    def __call__(self, data_dir: str | Path, out_dir: str | Path | None = None, *, split: str = "val",
-                 progress: bool = True, max_videos: int | None = None, vis: int = 0) -> dict:
+    def __call__(
+        self,
+        data_dir: str | Path,
+        out_dir: str | Path | None = None,
+        *,
+        split: str = "val",
+        progress: bool = True,
+        max_videos: int | None = None,
+        vis: int = 0,
+    ) -> dict:
         """Evaluates the videos of `data_dir` (see `find_videos`).
 
         Args:
@@ -146,8 +158,14 @@ class VOSEvaluator:
 Predict = Callable[[VOSVideo], Iterable[tuple[int, Mapping[int, np.ndarray]]]]
 
 
-def evaluate_videos(videos: list[VOSVideo], predict: Predict, out_dir: str | Path | None = None, *,
-                    progress: bool = True, vis: int = 0) -> dict:
+def evaluate_videos(
+    videos: list[VOSVideo],
+    predict: Predict,
+    out_dir: str | Path | None = None,
+    *,
+    progress: bool = True,
+    vis: int = 0,
+) -> dict:
     """Scores `predict` (a video -> ``(frame, {obj_id: bool [H, W]})`` for every
     frame) on `videos`; writes masks, score files and overlays into `out_dir`
     when given. Returns the summary (see `VOSEvaluator.__call__`)."""
@@ -178,14 +196,21 @@ def _tee(frames: Iterable, consume: Callable) -> Iterator:
         yield t, masks
 
 
-def evaluate_model(model: nnx.Module, data_dir: str | Path, out_dir: str | Path | None = None,
-                   **kwargs) -> dict:
+def evaluate_model(
+    model: nnx.Module, data_dir: str | Path, out_dir: str | Path | None = None, **kwargs
+) -> dict:
     """One evaluation of an in-memory model (see `VOSEvaluator.__call__` for the options)."""
     return VOSEvaluator(model)(data_dir, out_dir, **kwargs)
 
 
-def evaluate(model_name: str, checkpoint: str | Path, data_dir: str | Path,
-             out_dir: str | Path | None = None, image_size: int | None = None, **kwargs) -> dict:
+def evaluate(
+    model_name: str,
+    checkpoint: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path | None = None,
+    image_size: int | None = None,
+    **kwargs,
+) -> dict:
     """Evaluates the named model with weights from a ``.pt`` file or an etam Orbax
     directory (see `VOSEvaluator.__call__` for the options)."""
     from etam_jax.convert.checkpoint_io import load_model

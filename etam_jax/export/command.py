@@ -25,7 +25,11 @@ PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="etam export", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="official model name, e.g. efficienttam_ti")
-    p.add_argument("--checkpoint", required=True, help=".pt file, etam weights dir, or etam train workdir / checkpoints/<step>")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help=".pt file, etam weights dir, or etam train workdir / checkpoints/<step>",
+    )
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     p.add_argument("--num-objects", type=int, default=1, help="objects tracked together (B)")
     p.add_argument("--num-points", type=int, default=1, help="clicks per prompt_points call")

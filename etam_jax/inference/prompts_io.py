@@ -159,7 +159,9 @@ def _parse_points(
             f"found {len(points)} points and {len(labels)} labels"
         )
     if not np.all(np.isin(labels, (0, 1))):
-        raise EtamError(f"{where}: labels must be 1 (foreground) or 0 (background), found {labels.tolist()}")
+        raise EtamError(
+            f"{where}: labels must be 1 (foreground) or 0 (background), found {labels.tolist()}"
+        )
     for x, y in points:
         _check_inside(where, "point", (x, y), image_hw)
     return points, labels.astype(np.int32)
@@ -171,7 +173,9 @@ def _parse_box(value: Any, where: str, image_hw: tuple[int, int]) -> np.ndarray 
     box = _number_array(value, where, "box", (4,))
     x0, y0, x1, y1 = box.tolist()
     if not (x0 < x1 and y0 < y1):
-        raise EtamError(f"{where}: box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1, found {box.tolist()}")
+        raise EtamError(
+            f"{where}: box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1, found {box.tolist()}"
+        )
     _check_inside(where, "box corner", (x0, y0), image_hw)
     _check_inside(where, "box corner", (x1, y1), image_hw)
     return box
@@ -182,15 +186,20 @@ def _number_array(value: Any, where: str, key: str, shape: tuple[int, ...]) -> n
         arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
         arr = None
-    if arr is None or arr.ndim != len(shape) or any(
-        s != -1 and s != a for s, a in zip(shape, arr.shape)
-    ) or not np.all(np.isfinite(arr)):
+    if (
+        arr is None
+        or arr.ndim != len(shape)
+        or any(s != -1 and s != a for s, a in zip(shape, arr.shape))
+        or not np.all(np.isfinite(arr))
+    ):
         want = {(-1, 2): "[[x, y], ...]", (-1,): "[l, ...]", (4,): "[x0, y0, x1, y1]"}[shape]
         raise EtamError(f"{where}: '{key}' must be numbers shaped {want}, found {value!r}")
     return arr
 
 
-def _check_inside(where: str, what: str, xy: tuple[float, float], image_hw: tuple[int, int]) -> None:
+def _check_inside(
+    where: str, what: str, xy: tuple[float, float], image_hw: tuple[int, int]
+) -> None:
     h, w = image_hw
     x, y = xy
     if not (0 <= x <= w and 0 <= y <= h):

@@ -48,7 +48,11 @@ from etam_jax.inference.auto_segment import (
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="etam segment", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="official model name, e.g. efficienttam_ti")
-    p.add_argument("--checkpoint", required=True, help=".pt file, etam weights dir, or etam train workdir / checkpoints/<step>")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help=".pt file, etam weights dir, or etam train workdir / checkpoints/<step>",
+    )
     p.add_argument("--image", required=True, help="the image (any format Pillow reads)")
     p.add_argument("--prompts", help="PROMPTS.json (as for `etam track`, without 'frame')")
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")

@@ -37,7 +37,11 @@ from etam_jax.inference.overlay_frames import OverlayFrames
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="etam track", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="official model name, e.g. efficienttam_ti")
-    p.add_argument("--checkpoint", required=True, help=".pt file, etam weights dir, or etam train workdir / checkpoints/<step>")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help=".pt file, etam weights dir, or etam train workdir / checkpoints/<step>",
+    )
     p.add_argument("--frames", required=True, help="folder of JPEG frames named by number")
     p.add_argument("--prompts", required=True, help="PROMPTS.json")
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
@@ -117,6 +121,7 @@ def main(argv: list[str]) -> int:
     # Cheap checks first, so bad input fails before the model is loaded.
     from etam_jax.inference.frames import VideoFrames
     from etam_jax.inference.prompts_io import group_by_object, load_prompts
+
     check_out_dir(args.out)
     if not os.path.exists(args.checkpoint):
         raise EtamError(f"--checkpoint {args.checkpoint}: no such file or directory")

@@ -44,7 +44,9 @@ def with_postprocessing(model: nnx.Module) -> nnx.Module:
     return view
 
 
-def load_video_model(name: str | None, checkpoint: str, image_size: int | None = None) -> nnx.Module:
+def load_video_model(
+    name: str | None, checkpoint: str, image_size: int | None = None
+) -> nnx.Module:
     """The model with weights from any checkpoint (`convert.checkpoint_io.load_model`),
     set up as the official video predictor builder does (``apply_postprocessing``)."""
     from etam_jax.convert.checkpoint_io import load_model
@@ -93,14 +95,18 @@ class VideoPredictor:
 
     def init_state(self, frames: str | VideoFrames) -> None:
         """Opens a folder of JPEG frames (nothing is decoded yet) and clears all prompts."""
-        self.frames = frames if isinstance(frames, VideoFrames) else VideoFrames(frames, self.image_size)
+        self.frames = (
+            frames if isinstance(frames, VideoFrames) else VideoFrames(frames, self.image_size)
+        )
         self.prompts, self._snapshot = {}, None
         size = (self.frames.height, self.frames.width)
         # As _get_orig_video_res_output: plain bilinear low-res -> original size.
         if self._to_video is None or self._to_video[0] != size:
             self._to_video = (size, jax.jit(lambda x: resize_bilinear(x[:, 0], size)))
 
-    def add_prompt(self, frame: int, obj_id: int, points=None, labels=None, box=None, mask=None) -> None:
+    def add_prompt(
+        self, frame: int, obj_id: int, points=None, labels=None, box=None, mask=None
+    ) -> None:
         """Sets object `obj_id`'s prompt on `frame` (replacing an earlier one there).
 
         Args:
@@ -113,7 +119,9 @@ class VideoPredictor:
         if self.frames is None:
             raise EtamError("call init_state(frames_dir) before add_prompt")
         if not 0 <= frame < len(self.frames):
-            raise EtamError(f"object {obj_id}: frame {frame} does not exist (0..{len(self.frames) - 1})")
+            raise EtamError(
+                f"object {obj_id}: frame {frame} does not exist (0..{len(self.frames) - 1})"
+            )
         if points is None and box is None and mask is None:
             raise EtamError(f"object {obj_id} on frame {frame}: no prompt (points, box or mask)")
         if (points is None) != (labels is None):
@@ -121,7 +129,9 @@ class VideoPredictor:
         as_f32 = lambda a: None if a is None else np.asarray(a, np.float32)  # noqa: E731
         lab = None if labels is None else np.asarray(labels, np.int32)
         msk = None if mask is None else np.asarray(mask, bool)
-        self.prompts.setdefault(obj_id, {})[frame] = _FramePrompt(as_f32(points), lab, as_f32(box), msk)
+        self.prompts.setdefault(obj_id, {})[frame] = _FramePrompt(
+            as_f32(points), lab, as_f32(box), msk
+        )
         self._snapshot = None
 
     def propagate(self, reverse: bool = False) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
@@ -151,7 +161,9 @@ class VideoPredictor:
         num_cond = max(len(frames) for frames in self.prompts.values())
         key = (num_objects, num_cond)
         if key not in self._trackers:
-            self._trackers[key] = Tracker(self.model, num_objects=num_objects, num_cond_slots=num_cond)
+            self._trackers[key] = Tracker(
+                self.model, num_objects=num_objects, num_cond_slots=num_cond
+            )
         return self._trackers[key]
 
     def _run(self, obj_ids, firsts, bank, cond, order, shows, reverse):
@@ -170,7 +182,9 @@ class VideoPredictor:
             if active.any():
                 _, image = next(images)
                 feats = tracker.encode_frame(self.params, jnp.asarray(image)[None])
-                bank, out = tracker.propagate(self.params, bank, feats, t, num, reverse, jnp.asarray(active))
+                bank, out = tracker.propagate(
+                    self.params, bank, feats, t, num, reverse, jnp.asarray(active)
+                )
                 logits = out.low_res_masks
             for b in np.nonzero(here & show)[0]:
                 logits = logits.at[b].set(cond[b][t])
@@ -194,8 +208,11 @@ class VideoPredictor:
         frames = sorted({f for o in obj_ids for f in self.prompts[o]})
         for f, image in self.frames.stream(frames, self.prefetch):
             feats = tracker.encode_frame(self.params, jnp.asarray(image)[None])
-            outs = {b: self._prompt_one(tracker, feats, f, self.prompts[o][f])
-                    for b, o in enumerate(obj_ids) if f in self.prompts[o]}
+            outs = {
+                b: self._prompt_one(tracker, feats, f, self.prompts[o][f])
+                for b, o in enumerate(obj_ids)
+                if f in self.prompts[o]
+            }
             for b, out in outs.items():
                 cond[b][f] = out.low_res_masks[0]
             # Official consolidation binarises every prompted frame (is_mask_from_pts=True).
@@ -209,7 +226,9 @@ class VideoPredictor:
         for b in rows:
             low, ptr = low.at[b].set(outs[b].low_res_masks[0]), ptr.at[b].set(outs[b].obj_ptr[0])
         write = jnp.asarray(np.isin(np.arange(num), rows))
-        return tracker.commit(self.params, bank, feats, frame, low, ptr, jnp.ones((num,), bool), write)
+        return tracker.commit(
+            self.params, bank, feats, frame, low, ptr, jnp.ones((num,), bool), write
+        )
 
     def _prompt_one(self, tracker, feats, frame, p: _FramePrompt):
         """One object's prompts on an initial conditioning frame, as the official
@@ -220,15 +239,31 @@ class VideoPredictor:
         """
         empty, num, out = tracker.empty_bank(1), len(self.frames), None
         if p.mask is not None:
-            out = tracker.prompt(self.params, empty, feats, frame, num, False,
-                                 mask=jnp.asarray(self._mask_input(p.mask)), is_init_cond=True)
+            out = tracker.prompt(
+                self.params,
+                empty,
+                feats,
+                frame,
+                num,
+                False,
+                mask=jnp.asarray(self._mask_input(p.mask)),
+                is_init_cond=True,
+            )
         coords, labels = self._point_input(p)
         if coords is None:
             return out
         prev = None if out is None else out.low_res_masks
-        out = tracker.prompt(self.params, empty, feats, frame, num, False,
-                             points=(jnp.asarray(coords), jnp.asarray(labels)),
-                             prev_logits=prev, is_init_cond=True)
+        out = tracker.prompt(
+            self.params,
+            empty,
+            feats,
+            frame,
+            num,
+            False,
+            points=(jnp.asarray(coords), jnp.asarray(labels)),
+            prev_logits=prev,
+            is_init_cond=True,
+        )
         return out
 
     def _mask_input(self, mask: np.ndarray) -> np.ndarray:

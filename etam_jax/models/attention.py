@@ -35,17 +35,28 @@ class Attention(nnx.Module):
             raise ValueError(f"num_heads {num_heads} must divide internal dim {self.internal_dim}")
         self.num_heads = num_heads
         self.dropout = dropout
-        self.q_proj = linear(embedding_dim, self.internal_dim, axes=("embed", "heads"), rngs=rngs, dtype=dtype)
-        self.k_proj = linear(kv_in_dim, self.internal_dim, axes=("kv", "heads"), rngs=rngs, dtype=dtype)
-        self.v_proj = linear(kv_in_dim, self.internal_dim, axes=("kv", "heads"), rngs=rngs, dtype=dtype)
-        self.out_proj = linear(self.internal_dim, embedding_dim, axes=("heads", "embed"), rngs=rngs, dtype=dtype)
+        self.q_proj = linear(
+            embedding_dim, self.internal_dim, axes=("embed", "heads"), rngs=rngs, dtype=dtype
+        )
+        self.k_proj = linear(
+            kv_in_dim, self.internal_dim, axes=("kv", "heads"), rngs=rngs, dtype=dtype
+        )
+        self.v_proj = linear(
+            kv_in_dim, self.internal_dim, axes=("kv", "heads"), rngs=rngs, dtype=dtype
+        )
+        self.out_proj = linear(
+            self.internal_dim, embedding_dim, axes=("heads", "embed"), rngs=rngs, dtype=dtype
+        )
 
     def split_heads(self, x: jax.Array) -> jax.Array:
         """(b, n, h*c) -> (b, n, h, c), the layout ``dot_product_attention`` takes."""
         return rearrange(x, "b n (h c) -> b n h c", h=self.num_heads)
 
     def project_qkv(self, q: jax.Array, k: jax.Array, v: jax.Array) -> tuple[jax.Array, ...]:
-        return tuple(self.split_heads(f(x)) for f, x in ((self.q_proj, q), (self.k_proj, k), (self.v_proj, v)))
+        return tuple(
+            self.split_heads(f(x))
+            for f, x in ((self.q_proj, q), (self.k_proj, k), (self.v_proj, v))
+        )
 
     def merge_heads_and_project(self, out: jax.Array) -> jax.Array:
         return self.out_proj(rearrange(out, "b n h c -> b n (h c)"))

@@ -39,11 +39,7 @@ def build_model(
       apply_postprocessing: the official predictors' mask-decoder fallback
         (see :class:`EfficientTAM`).
     """
-    cfg = (
-        get_model_config(name_or_cfg, image_size)
-        if isinstance(name_or_cfg, str)
-        else name_or_cfg
-    )
+    cfg = get_model_config(name_or_cfg, image_size) if isinstance(name_or_cfg, str) else name_or_cfg
     with _sharding_context():
         return EfficientTAM(
             cfg, rngs=rngs or nnx.Rngs(0), apply_postprocessing=apply_postprocessing

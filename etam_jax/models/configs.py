@@ -91,7 +91,11 @@ def check_widths(cfg: ml_collections.ConfigDict) -> None:
     """The hidden width is shared: the neck's ``image_encoder.d_model`` is the memory
     attention's ``d_model`` (official ``hidden_dim``), and object pointers are split
     into ``d_model / memory_encoder.out_dim`` memory tokens."""
-    hidden, neck, mem = cfg.memory_attention.d_model, cfg.image_encoder.d_model, cfg.memory_encoder.out_dim
+    hidden, neck, mem = (
+        cfg.memory_attention.d_model,
+        cfg.image_encoder.d_model,
+        cfg.memory_encoder.out_dim,
+    )
     if hidden != neck:
         raise EtamError(
             f"model.memory_attention.d_model ({hidden}) must equal model.image_encoder.d_model ({neck})"

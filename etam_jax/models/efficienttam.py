@@ -47,9 +47,7 @@ class EfficientTAM(nnx.Module):
         check_widths(cfg)
         grid, hidden = feature_grid(cfg), cfg.memory_attention.d_model
         mem_dim = cfg.memory_encoder.out_dim
-        dtype = jnp.dtype(
-            cfg.get("dtype", "float32")
-        )  # compute dtype; parameters stay float32
+        dtype = jnp.dtype(cfg.get("dtype", "float32"))  # compute dtype; parameters stay float32
         self.image_size = cfg.image_size
         self.num_maskmem = cfg.num_maskmem
         self.max_obj_ptrs_in_encoder = cfg.max_obj_ptrs_in_encoder
@@ -57,10 +55,10 @@ class EfficientTAM(nnx.Module):
         self.sigmoid_bias_for_mem_enc = cfg.sigmoid_bias_for_mem_enc
         self.image_encoder = ImageEncoder(cfg, rngs=rngs, dtype=dtype)
         self.mask_downsample = conv(1, 1, 4, stride=4, rngs=rngs, dtype=dtype)
-        self.memory_attention = MemoryAttention(
-            cfg.memory_attention, grid, rngs=rngs, dtype=dtype
+        self.memory_attention = MemoryAttention(cfg.memory_attention, grid, rngs=rngs, dtype=dtype)
+        self.memory_encoder = MemoryEncoder(
+            cfg.memory_encoder, rngs=rngs, in_dim=hidden, dtype=dtype
         )
-        self.memory_encoder = MemoryEncoder(cfg.memory_encoder, rngs=rngs, in_dim=hidden, dtype=dtype)
         self.maskmem_tpos_enc = param(
             rngs, (cfg.num_maskmem, 1, 1, mem_dim), (None, None, None, "embed")
         )
@@ -113,14 +111,10 @@ class EfficientTAM(nnx.Module):
         b, g, _, c = features.shape
         mem_dim = maskmem_pos_enc.shape[-1]
         tpos = self.maskmem_tpos_enc[...][memories.tpos_index, 0, 0]  # [S, D]
-        memory_pos = (
-            maskmem_pos_enc.reshape(1, 1, g * g, mem_dim) + tpos[None, :, None, :]
-        )
+        memory_pos = maskmem_pos_enc.reshape(1, 1, g * g, mem_dim) + tpos[None, :, None, :]
         memory_pos = jnp.broadcast_to(memory_pos, memories.feats.shape)
         split = c // mem_dim
-        ptr = memories.ptrs.reshape(
-            b, -1, mem_dim
-        )  # pointer-major, as the official permute
+        ptr = memories.ptrs.reshape(b, -1, mem_dim)  # pointer-major, as the official permute
         ptr_valid = jnp.repeat(memories.ptr_valid, split, axis=1)
         out = self.memory_attention(
             features.reshape(b, g * g, c),
@@ -157,6 +151,4 @@ class EfficientTAM(nnx.Module):
         hard = (high_res_masks > 0).astype(jnp.float32)
         mask = jnp.where(binarize[:, None, None, None], hard, soft)
         mask = mask * self.sigmoid_scale_for_mem_enc + self.sigmoid_bias_for_mem_enc
-        return self.memory_encoder(
-            features, jnp.moveaxis(mask, 1, -1), skip_mask_sigmoid=True
-        )
+        return self.memory_encoder(features, jnp.moveaxis(mask, 1, -1), skip_mask_sigmoid=True)

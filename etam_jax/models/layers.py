@@ -84,7 +84,9 @@ def layer_norm(dim: int, *, rngs: nnx.Rngs, eps: float = 1e-5, dtype=jnp.float32
     )
 
 
-def param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], std: float = 0.02) -> nnx.Param:
+def param(
+    rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], std: float = 0.02
+) -> nnx.Param:
     """A bare parameter (tokens, embeddings), truncated-normal initialised."""
     init = nnx.with_partitioning(nnx.initializers.truncated_normal(std), axes)
     return nnx.Param(init(rngs.params(), shape, jnp.float32))
@@ -93,7 +95,9 @@ def param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], 
 def embedding(num_embeddings: int, features: int, *, rngs: nnx.Rngs) -> nnx.Embed:
     """``nnx.Embed`` (torch ``nn.Embedding``, N(0, 1) init) whose table carries ("tokens", "embed")."""
     init = nnx.with_partitioning(nnx.initializers.normal(1.0), ("tokens", "embed"))
-    return nnx.Embed(num_embeddings, features, param_dtype=jnp.float32, embedding_init=init, rngs=rngs)
+    return nnx.Embed(
+        num_embeddings, features, param_dtype=jnp.float32, embedding_init=init, rngs=rngs
+    )
 
 
 def gelu(x: jax.Array) -> jax.Array:

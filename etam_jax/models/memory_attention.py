@@ -41,7 +41,10 @@ class RoPEAttention(Attention):
     """``self_attn``: self-attention with axial RoPE on queries and keys (official ``RoPEAttention``)."""
 
     def __call__(
-        self, x: Float[Array, "b n c"], rope: tuple[jax.Array, jax.Array], rng: jax.Array | None = None
+        self,
+        x: Float[Array, "b n c"],
+        rope: tuple[jax.Array, jax.Array],
+        rng: jax.Array | None = None,
     ) -> Float[Array, "b n c"]:
         """Args: x [B, g*g, C] (q = k = v); rope (cos, sin) [g*g, D/2]; rng for dropout. Returns [B, g*g, C]."""
         q, k, v = self.project_qkv(x, x, x)
@@ -81,10 +84,16 @@ class MemoryAttentionLayer(nnx.Module):
         rng: jax.Array | None = None,
     ) -> Float[Array, "b n c"]:
         """As ``MemoryAttentionLayer.forward``; ``rng`` (or None) drives every dropout."""
-        keys = list(jax.random.split(rng, _NUM_DROPOUT_SITES)) if rng is not None else [None] * _NUM_DROPOUT_SITES
+        keys = (
+            list(jax.random.split(rng, _NUM_DROPOUT_SITES))
+            if rng is not None
+            else [None] * _NUM_DROPOUT_SITES
+        )
         rate = self.dropout_rate
         tgt = tgt + dropout(self.self_attn(self.norm1(tgt), rope, keys[0]), rate, keys[1])
-        tgt = tgt + dropout(self.cross_attn_image(self.norm2(tgt), bank, rope, grid, keys[2]), rate, keys[3])
+        tgt = tgt + dropout(
+            self.cross_attn_image(self.norm2(tgt), bank, rope, grid, keys[2]), rate, keys[3]
+        )
         hidden = dropout(jax.nn.relu(self.linear1(self.norm3(tgt))), rate, keys[4])
         return tgt + dropout(self.linear2(hidden), rate, keys[5])
 
@@ -100,9 +109,13 @@ class MemoryAttention(nnx.Module):
       dtype: compute dtype (parameters stay float32).
     """
 
-    def __init__(self, cfg: ml_collections.ConfigDict, feat_size: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    def __init__(
+        self, cfg: ml_collections.ConfigDict, feat_size: int, *, rngs: nnx.Rngs, dtype=jnp.float32
+    ):
         check_pooling(cfg.pool_window, cfg.pool_correction, feat_size)
-        self.layers = nnx.List([MemoryAttentionLayer(cfg, rngs=rngs, dtype=dtype) for _ in range(cfg.num_layers)])
+        self.layers = nnx.List(
+            [MemoryAttentionLayer(cfg, rngs=rngs, dtype=dtype) for _ in range(cfg.num_layers)]
+        )
         self.norm = layer_norm(cfg.d_model, rngs=rngs, dtype=dtype)
         self.head_dim = cfg.d_model // cfg.num_heads
         self.rope_theta = cfg.rope_theta
@@ -156,7 +169,9 @@ def _grid_side(num_tokens: int) -> int:
     """The side of the square token grid (the official ``math.sqrt(q.shape[-2])``)."""
     side = math.isqrt(num_tokens)
     if side * side != num_tokens:
-        raise EtamError(f"MemoryAttention: curr has {num_tokens} tokens, expected a square grid g*g")
+        raise EtamError(
+            f"MemoryAttention: curr has {num_tokens} tokens, expected a square grid g*g"
+        )
     return side
 
 

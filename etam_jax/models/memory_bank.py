@@ -28,9 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-STORAGE_DTYPE = (
-    jnp.bfloat16
-)  # sam2_video_predictor._run_single_frame_inference: .to(bfloat16)
+STORAGE_DTYPE = jnp.bfloat16  # sam2_video_predictor._run_single_frame_inference: .to(bfloat16)
 
 
 @struct.dataclass
@@ -108,18 +106,14 @@ def empty_bank(
     return MemoryBank(*group(num_cond), *group(num_recent))
 
 
-def _put(
-    slots: jax.Array, slot: jax.Array, value: jax.Array, write: jax.Array
-) -> jax.Array:
+def _put(slots: jax.Array, slot: jax.Array, value: jax.Array, write: jax.Array) -> jax.Array:
     """slots[b, slot[b]] = value[b] where write[b]; slots [B, N, ...], value [B, ...]."""
     hit = (jnp.arange(slots.shape[1])[None, :] == slot[:, None]) & write[:, None]
     hit = hit.reshape(hit.shape + (1,) * (slots.ndim - 2))
     return jnp.where(hit, value[:, None].astype(slots.dtype), slots)
 
 
-def _write_group(
-    bank: MemoryBank, group: str, slot, feats, ptr, frame_idx, write
-) -> MemoryBank:
+def _write_group(bank: MemoryBank, group: str, slot, feats, ptr, frame_idx, write) -> MemoryBank:
     batch = feats.shape[0]
     frame = jnp.full((batch,), frame_idx, jnp.int32)
     updates = {
@@ -214,26 +208,18 @@ def select_memories(
     r = temporal_stride
     t_rel = jnp.arange(num_maskmem - 1, 0, -1)  # official t_pos = 1 .. num_maskmem - 1
     # Strided positions as the official loop: t_rel 1 is the adjacent frame.
-    fwd = jnp.where(
-        t_rel == 1, frame_idx - 1, ((frame_idx - 2) // r) * r - (t_rel - 2) * r
-    )
-    bwd = jnp.where(
-        t_rel == 1, frame_idx + 1, -(-(frame_idx + 2) // r) * r + (t_rel - 2) * r
-    )
+    fwd = jnp.where(t_rel == 1, frame_idx - 1, ((frame_idx - 2) // r) * r - (t_rel - 2) * r)
+    bwd = jnp.where(t_rel == 1, frame_idx + 1, -(-(frame_idx + 2) // r) * r + (t_rel - 2) * r)
     slot, found = _lookup_recent(bank, jnp.where(reverse, bwd, fwd))
     feats = jnp.concatenate([bank.cond_feats, _take(bank.recent_feats, slot)], 1)
     num_cond = bank.cond_valid.shape[1]
-    tpos = jnp.concatenate([jnp.full((num_cond,), num_maskmem - 1), t_rel - 1]).astype(
-        jnp.int32
-    )
+    tpos = jnp.concatenate([jnp.full((num_cond,), num_maskmem - 1), t_rel - 1]).astype(jnp.int32)
     valid = jnp.concatenate([bank.cond_valid, found], 1)
 
     t_diff = jnp.arange(1, max_obj_ptrs)
     targets = frame_idx - sign * t_diff  # the past: before, or after in reverse
     in_video = (
-        (t_diff < jnp.minimum(num_frames, max_obj_ptrs))
-        & (targets >= 0)
-        & (targets < num_frames)
+        (t_diff < jnp.minimum(num_frames, max_obj_ptrs)) & (targets >= 0) & (targets < num_frames)
     )
     pslot, pfound = _lookup_recent(bank, targets)
     cond_past = bank.cond_valid

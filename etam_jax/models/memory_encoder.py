@@ -55,11 +55,17 @@ class MaskDownSampler(nnx.Module):
     ):
         num_layers = round(math.log(total_stride, stride))
         if stride**num_layers != total_stride:
-            raise EtamError(f"MaskDownSampler: total_stride {total_stride} is not a power of stride {stride}")
+            raise EtamError(
+                f"MaskDownSampler: total_stride {total_stride} is not a power of stride {stride}"
+            )
         layers, chans = [], 1
         for _ in range(num_layers):
             out = chans * stride**2
-            layers.append(conv(chans, out, kernel_size, stride=stride, padding=padding, rngs=rngs, dtype=dtype))
+            layers.append(
+                conv(
+                    chans, out, kernel_size, stride=stride, padding=padding, rngs=rngs, dtype=dtype
+                )
+            )
             layers += [layer_norm(out, eps=LAYER_NORM_2D_EPS, rngs=rngs, dtype=dtype), Gelu()]
             chans = out
         layers.append(conv(chans, embed_dim, 1, rngs=rngs, dtype=dtype))
@@ -75,11 +81,15 @@ class CXBlock(nnx.Module):
     """ConvNeXt block (official ``CXBlock``): depthwise conv, LayerNorm2d, MLP, layer scale, residual."""
 
     def __init__(self, dim: int, kernel_size: int = 7, *, rngs: nnx.Rngs, dtype=jnp.float32):
-        self.dwconv = conv(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim, rngs=rngs, dtype=dtype)
+        self.dwconv = conv(
+            dim, dim, kernel_size, padding=kernel_size // 2, groups=dim, rngs=rngs, dtype=dtype
+        )
         self.norm = layer_norm(dim, eps=LAYER_NORM_2D_EPS, rngs=rngs, dtype=dtype)
         self.pwconv1 = linear(dim, 4 * dim, axes=("embed", "mlp"), rngs=rngs, dtype=dtype)
         self.pwconv2 = linear(4 * dim, dim, axes=("mlp", "embed"), rngs=rngs, dtype=dtype)
-        self.gamma = nnx.Param(jnp.full((dim,), LAYER_SCALE_INIT, jnp.float32), out_sharding=("norm",))
+        self.gamma = nnx.Param(
+            jnp.full((dim,), LAYER_SCALE_INIT, jnp.float32), out_sharding=("norm",)
+        )
 
     def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h w c"]:
         y = self.pwconv2(gelu(self.pwconv1(self.norm(self.dwconv(x)))))
@@ -89,8 +99,12 @@ class CXBlock(nnx.Module):
 class Fuser(nnx.Module):
     """``layers``: CXBlocks in sequence (official ``Fuser`` without input projection)."""
 
-    def __init__(self, dim: int, num_layers: int, kernel_size: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
-        self.layers = nnx.List([CXBlock(dim, kernel_size, rngs=rngs, dtype=dtype) for _ in range(num_layers)])
+    def __init__(
+        self, dim: int, num_layers: int, kernel_size: int, *, rngs: nnx.Rngs, dtype=jnp.float32
+    ):
+        self.layers = nnx.List(
+            [CXBlock(dim, kernel_size, rngs=rngs, dtype=dtype) for _ in range(num_layers)]
+        )
 
     def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h w c"]:
         for layer in self.layers:
@@ -108,17 +122,29 @@ class MemoryEncoder(nnx.Module):
       dtype: compute dtype (parameters stay float32).
     """
 
-    def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs, in_dim: int = 256, dtype=jnp.float32):
+    def __init__(
+        self,
+        cfg: ml_collections.ConfigDict,
+        *,
+        rngs: nnx.Rngs,
+        in_dim: int = 256,
+        dtype=jnp.float32,
+    ):
         self.out_dim = cfg.out_dim
         self.mask_downsampler = MaskDownSampler(in_dim, rngs=rngs, dtype=dtype)
         self.pix_feat_proj = conv(in_dim, in_dim, 1, rngs=rngs, dtype=dtype)
         self.fuser = Fuser(in_dim, cfg.fuser_layers, cfg.fuser_kernel, rngs=rngs, dtype=dtype)
         # As MemoryEncoder.__init__: out_proj is the identity when out_dim == in_dim.
-        self.out_proj = conv(in_dim, cfg.out_dim, 1, rngs=rngs, dtype=dtype) if cfg.out_dim != in_dim else None
+        self.out_proj = (
+            conv(in_dim, cfg.out_dim, 1, rngs=rngs, dtype=dtype) if cfg.out_dim != in_dim else None
+        )
         self.position_encoding = PositionEmbeddingSine(cfg.out_dim)
 
     def __call__(
-        self, pix_feat: Float[Array, "b g g c"], masks: Float[Array, "b s s 1"], skip_mask_sigmoid: bool = False
+        self,
+        pix_feat: Float[Array, "b g g c"],
+        masks: Float[Array, "b s s 1"],
+        skip_mask_sigmoid: bool = False,
     ) -> dict[str, jax.Array]:
         """As ``MemoryEncoder.forward``.
 
@@ -131,7 +157,10 @@ class MemoryEncoder(nnx.Module):
           ``vision_features`` ``[B, g, g, out_dim]`` and ``vision_pos_enc``
           ``[B, g, g, out_dim]`` (in the features' dtype).
         """
-        if masks.shape[1:3] != (MASK_TOTAL_STRIDE * pix_feat.shape[1], MASK_TOTAL_STRIDE * pix_feat.shape[2]):
+        if masks.shape[1:3] != (
+            MASK_TOTAL_STRIDE * pix_feat.shape[1],
+            MASK_TOTAL_STRIDE * pix_feat.shape[2],
+        ):
             raise EtamError(
                 f"MemoryEncoder: masks {tuple(masks.shape)} must be {MASK_TOTAL_STRIDE}x the feature grid "
                 f"{tuple(pix_feat.shape[1:3])}, channel-last [B, H, W, 1]"

@@ -38,7 +38,10 @@ class MLP(nnx.Module):
         if num_layers == 1:
             axes = [("embed", "embed")]
         self.layers = nnx.List(
-            [linear(i, o, axes=a, rngs=rngs, dtype=dtype) for i, o, a in zip(dims[:-1], dims[1:], axes)]
+            [
+                linear(i, o, axes=a, rngs=rngs, dtype=dtype)
+                for i, o, a in zip(dims[:-1], dims[1:], axes)
+            ]
         )
         self.activation = activation
         self.sigmoid_output = sigmoid_output

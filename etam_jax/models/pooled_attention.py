@@ -99,7 +99,9 @@ def attend(
     """
     if rng is None or dropout_rate == 0.0:
         chunk = auto_query_chunk(q.shape[1])
-        return chunked_dot_product_attention(q, k, v, chunk, bias=bias, mask=mask, key_block=key_block)
+        return chunked_dot_product_attention(
+            q, k, v, chunk, bias=bias, mask=mask, key_block=key_block
+        )
     logits = jnp.einsum("bnhd,bmhd->bhnm", q, k).astype(jnp.float32) / math.sqrt(q.shape[-1])
     if bias is not None:
         logits = logits + bias
@@ -175,12 +177,15 @@ def spatial_keys(
     # The fallback: exactly one valid slot (gathered, so garbage elsewhere cannot leak).
     first = jnp.argmax(valid, axis=1)
     single = [
-        _pad_tokens(jnp.take_along_axis(x, first[:, None, None, None, None], axis=1)[:, 0], length) for x in (k, v)
+        _pad_tokens(jnp.take_along_axis(x, first[:, None, None, None, None], axis=1)[:, 0], length)
+        for x in (k, v)
     ]
     num_valid = valid.sum(axis=1)
     single_mask = (jnp.arange(length) < n)[None, :] & (num_valid >= 1)[:, None]
     use_pooled = num_valid > 1  # As the official `num_k_rope <= nq` -> full attention.
-    bias = jnp.where(use_pooled[:, None] & (correction == "eq5"), area_log, 0.0) * jnp.ones((b, length))
+    bias = jnp.where(use_pooled[:, None] & (correction == "eq5"), area_log, 0.0) * jnp.ones(
+        (b, length)
+    )
     keys, values = (_select(use_pooled, p, f) for p, f in zip(pooled, single))
     return keys, values, bias.astype(jnp.float32), _select(use_pooled, pooled_mask, single_mask)
 
@@ -204,7 +209,9 @@ class MemoryCrossAttention(Attention):
         rngs: nnx.Rngs,
         dtype=jnp.float32,
     ):
-        super().__init__(embedding_dim, num_heads, dropout=dropout, kv_in_dim=kv_in_dim, rngs=rngs, dtype=dtype)
+        super().__init__(
+            embedding_dim, num_heads, dropout=dropout, kv_in_dim=kv_in_dim, rngs=rngs, dtype=dtype
+        )
         self.pool_window = pool_window
         self.pool_correction = pool_correction
 
@@ -226,16 +233,22 @@ class MemoryCrossAttention(Attention):
         """
         check_pooling(self.pool_window, self.pool_correction, grid)
         q = apply_rope(self._heads(self.q_proj(x)), *rope)
-        k = self._slot_keys(bank.keys, bank.valid, rope, slot_by_slot=auto_query_chunk(x.shape[1]) is not None)
+        k = self._slot_keys(
+            bank.keys, bank.valid, rope, slot_by_slot=auto_query_chunk(x.shape[1]) is not None
+        )
         fold = rng is None or self.dropout == 0.0
         values = self._raw_values if fold else lambda t: self._heads(self.v_proj(t))
-        k, v, bias, mask = spatial_keys(k, values(bank.values), bank.valid, grid, self.pool_window, self.pool_correction)
+        k, v, bias, mask = spatial_keys(
+            k, values(bank.values), bank.valid, grid, self.pool_window, self.pool_correction
+        )
         # Object-pointer tokens: no RoPE, no pooling, appended after the spatial memory.
         k = jnp.concatenate([k, self._heads(self.k_proj(bank.ptr_keys))], axis=1)
         v = jnp.concatenate([v, values(bank.ptr_values)], axis=1)
         mask = jnp.concatenate([mask, bank.ptr_valid], axis=1)[:, None, None, :]
         if self.pool_window > 1 and self.pool_correction == "eq5":
-            bias = jnp.concatenate([bias, jnp.zeros(bank.ptr_valid.shape, jnp.float32)], axis=1)[:, None, None, :]
+            bias = jnp.concatenate([bias, jnp.zeros(bank.ptr_valid.shape, jnp.float32)], axis=1)[
+                :, None, None, :
+            ]
         else:
             bias = None  # nothing to add: spare the pass over the logits
         # Key blocks that tile one slot (pooled or not; the fallback's keys are w*w of them): on CPU
@@ -243,11 +256,17 @@ class MemoryCrossAttention(Attention):
         # concatenation of the valid memories only would.
         pooled = self.pool_window > 1 and bank.keys.shape[1] > 1
         key_block = math.gcd(grid * grid // (self.pool_window**2 if pooled else 1), CPU_KEY_BLOCK)
-        out = attend(q, k, v, bias=bias, mask=mask, dropout_rate=self.dropout, rng=rng, key_block=key_block)
+        out = attend(
+            q, k, v, bias=bias, mask=mask, dropout_rate=self.dropout, rng=rng, key_block=key_block
+        )
         return self.merge_heads_and_project(self._project_values(out) if fold else out)
 
     def _slot_keys(
-        self, keys: jax.Array, valid: jax.Array, rope: tuple[jax.Array, jax.Array], slot_by_slot: bool
+        self,
+        keys: jax.Array,
+        valid: jax.Array,
+        rope: tuple[jax.Array, jax.Array],
+        slot_by_slot: bool,
     ) -> jax.Array:
         """k_proj and RoPE of the memory slots: [B, S, g*g, kv] -> [B, S, g*g, H, D].
 
@@ -280,6 +299,8 @@ class MemoryCrossAttention(Attention):
 
     def _project_values(self, out: jax.Array) -> jax.Array:
         """Each head's v_proj columns on its weighted raw values: [B, N, H, kv] -> [B, N, H, D]."""
-        kernel = self.v_proj.kernel[...].astype(out.dtype).reshape(out.shape[-1], self.num_heads, -1)
+        kernel = (
+            self.v_proj.kernel[...].astype(out.dtype).reshape(out.shape[-1], self.num_heads, -1)
+        )
         bias = self.v_proj.bias[...].astype(out.dtype).reshape(self.num_heads, -1)
         return jnp.einsum("bnhk,khd->bnhd", out, kernel) + bias

@@ -17,7 +17,9 @@ from jaxtyping import Array, Float
 from etam_jax.errors import EtamError
 
 
-def axial_rope_angles(dim: int, end_x: int, end_y: int, theta: float = 10000.0) -> Float[Array, "n half"]:
+def axial_rope_angles(
+    dim: int, end_x: int, end_y: int, theta: float = 10000.0
+) -> Float[Array, "n half"]:
     """The rotation angles of an ``end_x`` x ``end_y`` grid: ``[end_x * end_y, dim // 2]`` float32.
 
     As ``compute_axial_cis`` (its complex result is ``exp(i * angles)``).
@@ -29,7 +31,9 @@ def axial_rope_angles(dim: int, end_x: int, end_y: int, theta: float = 10000.0) 
     """
     if dim % 4:
         raise EtamError(f"axial RoPE: head dim must be a multiple of 4, found {dim}")
-    freqs = 1.0 / (jnp.float32(theta) ** (jnp.arange(0, dim, 4, dtype=jnp.float32)[: dim // 4] / dim))
+    freqs = 1.0 / (
+        jnp.float32(theta) ** (jnp.arange(0, dim, 4, dtype=jnp.float32)[: dim // 4] / dim)
+    )
     t = jnp.arange(end_x * end_y)
     t_x = (t % end_x).astype(jnp.float32)
     t_y = (t // end_x).astype(jnp.float32)
@@ -91,7 +95,9 @@ def apply_rotary_enc(
     if m == 0:
         return q_out, xk
     if m != n and not (repeat_freqs_k and m % n == 0):
-        raise EtamError(f"apply_rotary_enc: {m} key tokens for {n} query tokens (repeat_freqs_k={repeat_freqs_k})")
+        raise EtamError(
+            f"apply_rotary_enc: {m} key tokens for {n} query tokens (repeat_freqs_k={repeat_freqs_k})"
+        )
     # As the official freqs_cis.repeat(r, 1): frame-major tiling.
     k_frames = xk.reshape(*xk.shape[:-3], m // n, n, *xk.shape[-2:])
     return q_out, apply_rope(k_frames, cos, sin).reshape(xk.shape)

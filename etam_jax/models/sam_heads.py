@@ -51,9 +51,7 @@ def _resize(masks_bmhw: jax.Array, size: int, antialias: bool = False) -> jax.Ar
     return resize_bilinear(masks_bmhw, (size, size), antialias=antialias)
 
 
-def _gate_pointer(
-    model: EfficientTAM, obj_ptr: jax.Array, appearing: jax.Array
-) -> jax.Array:
+def _gate_pointer(model: EfficientTAM, obj_ptr: jax.Array, appearing: jax.Array) -> jax.Array:
     """As ``_forward_sam_heads``: ``fixed_no_obj_ptr`` + ``no_obj_ptr`` for absent objects."""
     lam = appearing.astype(jnp.float32)  # [B, 1]
     return lam * obj_ptr + (1.0 - lam) * model.no_obj_ptr[...]
@@ -86,12 +84,8 @@ def forward_sam_heads(
     dense_mask = None
     if mask_inputs is not None:
         if mask_inputs.shape[-1] != 4 * grid:
-            mask_inputs = _resize(
-                mask_inputs.astype(jnp.float32), 4 * grid, antialias=True
-            )
-        dense_mask = jnp.moveaxis(
-            mask_inputs.astype(jnp.float32), 1, -1
-        )  # [B, 4g, 4g, 1]
+            mask_inputs = _resize(mask_inputs.astype(jnp.float32), 4 * grid, antialias=True)
+        dense_mask = jnp.moveaxis(mask_inputs.astype(jnp.float32), 1, -1)  # [B, 4g, 4g, 1]
     prompts = model.sam_prompt_encoder
     sparse, dense = prompts(points=points, boxes=None, masks=dense_mask)
     multimasks, ious, tokens, score = model.sam_mask_decoder(
@@ -103,9 +97,9 @@ def forward_sam_heads(
         repeat_image=False,
     )
     appearing = score > 0  # [B, 1]
-    multimasks = jnp.where(
-        appearing[:, :, None, None], multimasks, NO_OBJ_SCORE
-    ).astype(jnp.float32)
+    multimasks = jnp.where(appearing[:, :, None, None], multimasks, NO_OBJ_SCORE).astype(
+        jnp.float32
+    )
     if multimask_output:
         best = jnp.argmax(ious, axis=-1)  # first maximum, as torch.argmax
         low_res = jnp.take_along_axis(multimasks, best[:, None, None, None], axis=1)

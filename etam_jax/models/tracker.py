@@ -99,9 +99,7 @@ def _maskmem_pos_enc(model: EfficientTAM, grid: int) -> jax.Array:
     )
 
 
-def _conditioned(
-    model, bank, frame, frame_idx, num_frames, reverse, is_init_cond: bool
-):
+def _conditioned(model, bank, frame, frame_idx, num_frames, reverse, is_init_cond: bool):
     """Features with memory (``_prepare_memory_conditioned_features``) for bank rows."""
     features, pos = _broadcast(frame, bank.cond_valid.shape[0])
     if is_init_cond:
@@ -136,9 +134,7 @@ def _prompt(
     batch = bank.cond_valid.shape[0]
     if mask is not None:  # use_mask_input_as_output_without_sam: no memory at all
         return use_mask_as_output(model, _broadcast(frame, batch)[0], mask)
-    features = _conditioned(
-        model, bank, frame, frame_idx, num_frames, reverse, is_init_cond
-    )
+    features = _conditioned(model, bank, frame, frame_idx, num_frames, reverse, is_init_cond)
     if prev_logits is not None:
         prev_logits = jnp.clip(prev_logits, -PREV_LOGITS_CLAMP, PREV_LOGITS_CLAMP)
     multimask = use_multimask(is_init_cond, points[1].shape[1])
@@ -147,9 +143,7 @@ def _prompt(
 
 def _encode_memory(model, frame, high_res_masks, binarize):
     features, _ = _broadcast(frame, high_res_masks.shape[0])
-    return model.encode_new_memory(features, high_res_masks, binarize)[
-        "vision_features"
-    ]
+    return model.encode_new_memory(features, high_res_masks, binarize)["vision_features"]
 
 
 def _commit(
@@ -213,18 +207,14 @@ class Tracker:
         self.num_objects = num_objects
         self.storage_dtype = storage_dtype
         self.num_cond_slots = num_cond_slots
-        self.num_recent = (
-            num_recent or max(model.num_maskmem, model.max_obj_ptrs_in_encoder) - 1
-        )
+        self.num_recent = num_recent or max(model.num_maskmem, model.max_obj_ptrs_in_encoder) - 1
         self.grid = model.image_size // 16
         self.mem_dim = model.memory_encoder.out_dim
         self.ptr_dim = model.no_obj_ptr.shape[-1]
         merge = self._merged
         self.encode_frame = jax.jit(merge(_encode_frame))
         self.prompt = jax.jit(merge(_prompt), static_argnames=("is_init_cond",))
-        self.commit = jax.jit(
-            functools.partial(merge(_commit), binarize=binarize_clicked)
-        )
+        self.commit = jax.jit(functools.partial(merge(_commit), binarize=binarize_clicked))
         self.propagate = jax.jit(merge(_propagate))
 
     def _merged(self, fn):

@@ -72,8 +72,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--image-size", type=int, help="model and data resolution")
     p.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
-    p.add_argument("--batch", choices=("all", "clip", "image"), default="all",
-                   help="which batch kinds of the config's data sources to run")
+    p.add_argument(
+        "--batch",
+        choices=("all", "clip", "image"),
+        default="all",
+        help="which batch kinds of the config's data sources to run",
+    )
     p.add_argument("--dtype", choices=("float32", "bfloat16"), help="model compute dtype")
     p.add_argument("--mesh", help="data,fsdp,tensor sizes (default: the config's mesh)")
     p.add_argument("--out", help="JSON file (default bench_results/train_<time>.json)")
@@ -81,7 +85,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if args.config and args.model:
         raise EtamError("--config and --model exclude each other")
     if args.steps < 1 or args.warmup < 0:
-        raise EtamError(f"--steps must be >= 1 and --warmup >= 0, found {args.steps}, {args.warmup}")
+        raise EtamError(
+            f"--steps must be >= 1 and --warmup >= 0, found {args.steps}, {args.warmup}"
+        )
     args.mesh = _mesh_flag(args.mesh)
     return args, overrides
 
@@ -98,7 +104,9 @@ def _mesh_flag(text: str | None) -> tuple[int, int, int] | None:
     return shape
 
 
-def bench_configs(args: argparse.Namespace, overrides: list[str]) -> list[ml_collections.ConfigDict]:
+def bench_configs(
+    args: argparse.Namespace, overrides: list[str]
+) -> list[ml_collections.ConfigDict]:
     """The locked training configs to benchmark, flags and overrides applied."""
     if args.model:
         from experiments.configs import demo  # pylint: disable=import-outside-toplevel
@@ -113,8 +121,10 @@ def bench_configs(args: argparse.Namespace, overrides: list[str]) -> list[ml_col
         apply_overrides(cfg, overrides)
         cfg.model.image_size = args.image_size or cfg.model.image_size
         if cfg.model.image_size % 16:
-            raise EtamError(f"--image-size / model.image_size must be a multiple of 16, "
-                            f"found {cfg.model.image_size}")
+            raise EtamError(
+                f"--image-size / model.image_size must be a multiple of 16, "
+                f"found {cfg.model.image_size}"
+            )
         cfg.data.augment.resolution = cfg.model.image_size  # synthetic data: always the model's
         cfg.model.dtype = args.dtype or cfg.model.dtype
         if args.mesh:
@@ -123,7 +133,9 @@ def bench_configs(args: argparse.Namespace, overrides: list[str]) -> list[ml_col
     return bases
 
 
-def bench_mesh(cfg: ml_collections.ConfigDict, shape: tuple[int, int, int] | None) -> jax.sharding.Mesh:
+def bench_mesh(
+    cfg: ml_collections.ConfigDict, shape: tuple[int, int, int] | None
+) -> jax.sharding.Mesh:
     """``--mesh`` over the first devices it needs (e.g. one GPU of eight), else the config's mesh."""
     if shape is None:
         return make_run_mesh(cfg)
@@ -150,7 +162,9 @@ def synthetic_batch(shapes: dict, seed: int) -> dict[str, np.ndarray]:
     """This process's share of a global batch of ``batch_shapes`` form, every object valid."""
     rng = np.random.default_rng(seed)
     per_process = jax.process_count()
-    local = {k: ((shape[0] // per_process,) + shape[1:], dtype) for k, (shape, dtype) in shapes.items()}
+    local = {
+        k: ((shape[0] // per_process,) + shape[1:], dtype) for k, (shape, dtype) in shapes.items()
+    }
     return {
         "frames": rng.integers(0, 256, local["frames"][0], dtype=np.uint8),
         "masks": blob_masks(rng, local["masks"][0]),
@@ -186,11 +200,15 @@ def peak_memory(devices) -> dict:
     """Peak bytes in use per device (max over ``devices``), or the host's peak RSS."""
     stats = [d.memory_stats() for d in devices]
     if all(s and "peak_bytes_in_use" in s for s in stats):
-        return {"peak_memory_per_device_mb": max(s["peak_bytes_in_use"] for s in stats) / 2**20,
-                "memory_source": "device memory_stats peak_bytes_in_use (process-wide so far; "
-                                 "max over the mesh's devices)"}
-    return {"peak_memory_per_device_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "memory_source": "host peak RSS (getrusage; the backend reports no device memory)"}
+        return {
+            "peak_memory_per_device_mb": max(s["peak_bytes_in_use"] for s in stats) / 2**20,
+            "memory_source": "device memory_stats peak_bytes_in_use (process-wide so far; "
+            "max over the mesh's devices)",
+        }
+    return {
+        "peak_memory_per_device_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "memory_source": "host peak RSS (getrusage; the backend reports no device memory)",
+    }
 
 
 def compiled_memory(compiled) -> dict | None:
@@ -216,8 +234,10 @@ def flops_fields(compiled, model_fl: float, seconds: float, devices: list, dtype
         "mfu_xla": flops.mfu(xla, seconds, devices, dtype),
     }
     if peak is None:
-        out["mfu_note"] = (f"no peak FLOP/s known for device kind {devices[0].device_kind!r} "
-                           f"({dtype}; a CPU's depends on its cores and vector units): MFU not computed")
+        out["mfu_note"] = (
+            f"no peak FLOP/s known for device kind {devices[0].device_kind!r} "
+            f"({dtype}; a CPU's depends on its cores and vector units): MFU not computed"
+        )
     return out
 
 
@@ -236,7 +256,8 @@ class StepBench:
         build_fn = lambda: build_model(cfg.model, rngs=nnx.Rngs(cfg.seed))
         self.state, self.shardings = init_state(build_fn, cfg, self.mesh)
         self.abstract = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), self.state)
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), self.state
+        )
         self.step_fn = make_train_step(cfg)
         trainable = split_trainable(self.state.params)[0]
         self.num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(trainable))
@@ -244,8 +265,11 @@ class StepBench:
     def rows(self) -> list[dict]:
         rows = []
         for (frames, objects), shapes in batch_shapes(self.cfg).items():
-            names = [n for n, s in self.cfg.data.sources.items()
-                     if (s.num_frames, s.max_objects) == (frames, objects)]
+            names = [
+                n
+                for n, s in self.cfg.data.sources.items()
+                if (s.num_frames, s.max_objects) == (frames, objects)
+            ]
             if self.args.batch not in ("all", batch_kind(frames)):
                 continue
             rows.append(self.run(names, shapes))
@@ -255,8 +279,10 @@ class StepBench:
     def _check_divisible(self, names: list[str], batch: int) -> None:
         shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         if batch % shards:
-            raise EtamError(f"global batch {batch} of data source(s) {names} is not divisible by the "
-                            f"mesh's data x fsdp = {shards} (set --mesh or the sources' batch_size)")
+            raise EtamError(
+                f"global batch {batch} of data source(s) {names} is not divisible by the "
+                f"mesh's data x fsdp = {shards} (set --mesh or the sources' batch_size)"
+            )
 
     def run(self, names: list[str], shapes: dict) -> dict:
         """Compiles, times and measures the step for one batch shape."""
@@ -270,38 +296,58 @@ class StepBench:
         model_fl = model_flops(cfg, self.abstract, batch_abs, self.mesh)
         batch = to_global_batch(synthetic_batch(shapes, cfg.seed), self.mesh)
         self.state, seconds, metrics = time_steps(
-            compiled, self.state, batch, args.warmup + args.steps, self.mesh, cfg.seed)
-        step_s = statistics.median(seconds[args.warmup:])
+            compiled, self.state, batch, args.warmup + args.steps, self.mesh, cfg.seed
+        )
+        step_s = statistics.median(seconds[args.warmup :])
         return {
-            "config": cfg.name, "model": cfg.model.name, "batch": batch_kind(t),
-            "sources": names, "global_batch": b, "num_frames": t, "max_objects": o,
-            "image_size": cfg.model.image_size, "dtype": cfg.model.dtype, "remat": bool(cfg.remat),
+            "config": cfg.name,
+            "model": cfg.model.name,
+            "batch": batch_kind(t),
+            "sources": names,
+            "global_batch": b,
+            "num_frames": t,
+            "max_objects": o,
+            "image_size": cfg.model.image_size,
+            "dtype": cfg.model.dtype,
+            "remat": bool(cfg.remat),
             "trainable_params": self.num_params,
-            "mesh_shape": dict(self.mesh.shape), "num_devices": len(self.devices),
-            "compile_s": compile_s, "step_time_s": step_s,
-            "step_times_s": seconds[args.warmup:], "warmup_times_s": seconds[:args.warmup],
+            "mesh_shape": dict(self.mesh.shape),
+            "num_devices": len(self.devices),
+            "compile_s": compile_s,
+            "step_time_s": step_s,
+            "step_times_s": seconds[args.warmup :],
+            "warmup_times_s": seconds[: args.warmup],
             "examples_per_s": b / step_s,
             **flops_fields(compiled, model_fl, step_s, self.devices, cfg.model.dtype),
-            **peak_memory(self.devices), "compiled_memory_mb": compiled_memory(compiled),
-            "loss": float(metrics["loss"]), "finite": bool(metrics["finite"]),
+            **peak_memory(self.devices),
+            "compiled_memory_mb": compiled_memory(compiled),
+            "loss": float(metrics["loss"]),
+            "finite": bool(metrics["finite"]),
         }
 
 
 def print_row(row: dict) -> None:
     mfu = "n/a" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%"
-    print(f"{row['config']:<20} {row['model']:<18} {row['batch']:<5} B{row['global_batch']} "
-          f"T{row['num_frames']} O{row['max_objects']} {row['image_size']}px {row['dtype']:<8} "
-          f"compile {row['compile_s']:6.1f} s  step {1000 * row['step_time_s']:8.1f} ms  "
-          f"{row['examples_per_s']:7.2f} ex/s  {row['model_flops_per_step'] / 1e9:9.2f} GFLOP  "
-          f"{row['achieved_flops_per_s'] / 1e12:7.3f} TFLOP/s  MFU {mfu}  "
-          f"peak mem {row['peak_memory_per_device_mb']:7.0f} MiB", flush=True)
+    print(
+        f"{row['config']:<20} {row['model']:<18} {row['batch']:<5} B{row['global_batch']} "
+        f"T{row['num_frames']} O{row['max_objects']} {row['image_size']}px {row['dtype']:<8} "
+        f"compile {row['compile_s']:6.1f} s  step {1000 * row['step_time_s']:8.1f} ms  "
+        f"{row['examples_per_s']:7.2f} ex/s  {row['model_flops_per_step'] / 1e9:9.2f} GFLOP  "
+        f"{row['achieved_flops_per_s'] / 1e12:7.3f} TFLOP/s  MFU {mfu}  "
+        f"peak mem {row['peak_memory_per_device_mb']:7.0f} MiB",
+        flush=True,
+    )
 
 
 def main(argv: list[str]) -> int:
     args, overrides = parse_args(argv)
     configs = bench_configs(args, overrides)  # bad fields fail before anything compiles
-    report = {**report_header("train", argv), "warmup_steps": args.warmup, "timed_steps": args.steps,
-              "results": []}
+    report = {
+        **report_header("train", argv),
+        "warmup_steps": args.warmup,
+        "timed_steps": args.steps,
+        "results": [],
+    }
     for cfg in configs:
         report["results"] += StepBench(cfg, args).rows()
     write_report(report, args.out, "train")

@@ -225,13 +225,20 @@ def clip_loss(
     if plan is None:
         plan = ps.sample_initial_prompts(k_plan, batch["masks"], cfg.prompts)
     enc = model.forward_image(normalize_frames(batch["frames"]).reshape(b * t, s, s, 3))
-    feats, pos = (enc[k].reshape((b, t) + enc[k].shape[1:]) for k in ("vision_features", "vision_pos_enc"))
+    feats, pos = (
+        enc[k].reshape((b, t) + enc[k].shape[1:]) for k in ("vision_features", "vision_pos_enc")
+    )
     num_objects = jnp.sum(batch["obj_valid"])
     num_cond, num_recent = bank_sizes(t, model, cfg.prompts)
     rows = b * batch["masks"].shape[2]
     bank = mb.empty_bank(
-        rows, num_cond, num_recent, feats.shape[2] * feats.shape[3],
-        model.memory_encoder.out_dim, model.no_obj_ptr.shape[-1], feats.dtype,
+        rows,
+        num_cond,
+        num_recent,
+        feats.shape[2] * feats.shape[3],
+        model.memory_encoder.out_dim,
+        model.no_obj_ptr.shape[-1],
+        feats.dtype,
     )
 
     def step(bank, xs):

@@ -33,7 +33,9 @@ def main(argv: list[str]) -> int:
     from etam_jax.training import distributed
 
     multi = distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("absl").setLevel(logging.WARNING)
     from etam_jax.training.train_loop import Trainer
 

@@ -62,9 +62,7 @@ def _parse(text: str, old, field: str):
     if isinstance(old, (tuple, list)) and isinstance(value, (tuple, list)):
         return type(old)(value)
     if not isinstance(value, type(old)):
-        raise EtamError(
-            f"--config.{field}: expected {type(old).__name__}, found {text!r}"
-        )
+        raise EtamError(f"--config.{field}: expected {type(old).__name__}, found {text!r}")
     return value
 
 
@@ -73,9 +71,15 @@ def _lookup(cfg: ml_collections.ConfigDict, field: str):
     node, parts = cfg, field.split(".")
     for i, part in enumerate(parts):
         if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            known = ", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else ""
+            known = (
+                ", ".join(sorted(node.keys()))
+                if isinstance(node, ml_collections.ConfigDict)
+                else ""
+            )
             where = ".".join(parts[:i]) or "config"
-            raise EtamError(f"unknown config field {field!r} (no {part!r} in {where}; known: {known})")
+            raise EtamError(
+                f"unknown config field {field!r} (no {part!r} in {where}; known: {known})"
+            )
         if i < len(parts) - 1:
             node = node[part]
     return node, parts[-1]
@@ -86,7 +90,7 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Sequence[str]) ->
     for item in overrides:
         if not item.startswith(PREFIX) or "=" not in item:
             raise EtamError(f"bad override {item!r}: expected --config.FIELD=VALUE")
-        field, _, text = item[len(PREFIX):].partition("=")
+        field, _, text = item[len(PREFIX) :].partition("=")
         parent, key = _lookup(cfg, field)
         if isinstance(parent[key], ml_collections.ConfigDict):
             raise EtamError(f"--config.{field} is a section; set one of its fields")

@@ -30,9 +30,7 @@ _TPU_SLICES = {
 
 def _tpu_preset(generation: str, size: int) -> tuple[int, int, int]:
     chips = size // _TENSORCORES_PER_CHIP[generation]
-    per_host = (
-        8 if (generation == "v5e" and chips == 8) else _CHIPS_PER_HOST[generation]
-    )
+    per_host = 8 if (generation == "v5e" and chips == 8) else _CHIPS_PER_HOST[generation]
     fsdp = min(chips, per_host)
     return (chips // fsdp, fsdp, 1)
 
@@ -72,9 +70,7 @@ def mesh_shape(preset: str, num_devices: int | None = None) -> tuple[int, int, i
             raise EtamError("mesh preset 'auto' needs the device count")
         return (num_devices, 1, 1)
     if preset not in MESH_PRESETS:
-        raise EtamError(
-            f"unknown mesh preset {preset!r}; known: auto, {', '.join(MESH_PRESETS)}"
-        )
+        raise EtamError(f"unknown mesh preset {preset!r}; known: auto, {', '.join(MESH_PRESETS)}")
     shape = MESH_PRESETS[preset]
     if num_devices is not None and math.prod(shape) != num_devices:
         raise EtamError(

@@ -56,9 +56,7 @@ RULES: tuple[tuple[str, MeshAxes], ...] = (
 )
 
 
-def make_mesh(
-    shape: Sequence[int], devices: Sequence[jax.Device] | None = None
-) -> Mesh:
+def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A (data, fsdp, tensor) mesh with Auto axis types.
 
     Auto is passed explicitly: jax 0.10's ``make_mesh`` defaults to Explicit,
@@ -71,9 +69,7 @@ def make_mesh(
     shape = tuple(int(s) for s in shape)
     devices = list(jax.devices() if devices is None else devices)
     if len(shape) != len(MESH_AXES) or min(shape, default=0) < 1:
-        raise EtamError(
-            f"mesh shape must be 3 positive sizes {MESH_AXES}, found {shape}"
-        )
+        raise EtamError(f"mesh shape must be 3 positive sizes {MESH_AXES}, found {shape}")
     if math.prod(shape) != len(devices):
         raise EtamError(
             f"mesh shape {dict(zip(MESH_AXES, shape))} needs {math.prod(shape)} devices, "
@@ -94,9 +90,7 @@ def mesh_context(mesh: Mesh, rules=RULES) -> Iterator[Mesh]:
 def _rule_table(rules: Sequence[tuple[str, MeshAxes]]) -> dict[str, tuple[str, ...]]:
     table = {}
     for name, axes in rules:
-        table[name] = (
-            () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
-        )
+        table[name] = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
     return table
 
 
@@ -148,9 +142,7 @@ def constrain(x: jax.Array, *names: str | None) -> jax.Array:
         raise EtamError(
             f"constrain: {len(names)} logical names {names} for an array of shape {x.shape}"
         )
-    return jax.lax.with_sharding_constraint(
-        x, logical_spec(*names, shape=x.shape, mesh=mesh)
-    )
+    return jax.lax.with_sharding_constraint(x, logical_spec(*names, shape=x.shape, mesh=mesh))
 
 
 def _variable_spec(variable: nnx.Variable, mesh: Mesh, rules) -> PartitionSpec:
@@ -159,9 +151,7 @@ def _variable_spec(variable: nnx.Variable, mesh: Mesh, rules) -> PartitionSpec:
     if not names:
         return PartitionSpec()
     if len(names) != len(shape):
-        raise EtamError(
-            f"logical names {names} do not match a parameter of shape {shape}"
-        )
+        raise EtamError(f"logical names {names} do not match a parameter of shape {shape}")
     return logical_spec(*names, shape=shape, mesh=mesh, rules=rules)
 
 
@@ -236,9 +226,7 @@ def spec_to_json(spec: PartitionSpec) -> list:
     return [list(p) if isinstance(p, tuple) else p for p in spec]
 
 
-def shard_shape(
-    shape: Sequence[int], spec: PartitionSpec, mesh: Mesh
-) -> tuple[int, ...]:
+def shard_shape(shape: Sequence[int], spec: PartitionSpec, mesh: Mesh) -> tuple[int, ...]:
     """The per-device shape of an array of ``shape`` laid out by ``spec`` on ``mesh``."""
     out = list(shape)
     for dim, axes in enumerate(spec):

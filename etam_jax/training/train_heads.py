@@ -108,7 +108,12 @@ def train_sam_heads(
     sparse, dense = prompts(points=(coords, labels), boxes=None, masks=dense_in)
     decoder = model.sam_mask_decoder
     masks, ious, tokens, score = decoder.predict_masks(
-        features, prompts.get_dense_pe(), sparse, dense, False, None,
+        features,
+        prompts.get_dense_pe(),
+        sparse,
+        dense,
+        False,
+        None,
         sparse_mask=official_prompt_tokens(labels),
     )
     appearing = score > 0  # [N, 1]

@@ -101,7 +101,9 @@ class Trainer:
         self.ckpt = Checkpointer(
             workdir, cfg.checkpoint, self.model_name, cfg.get("name", ""), cfg.model
         )
-        self.data = iter(training_batches(sources_from_config(cfg.data), spec_from_config(cfg.data)))
+        self.data = iter(
+            training_batches(sources_from_config(cfg.data), spec_from_config(cfg.data))
+        )
         self.state = self._restore_or_init()
         self.steps, self.step_flops = self._compile()
         self.evaluator = None
@@ -110,7 +112,9 @@ class Trainer:
         init, abstract, shardings = plan_state(self.build_fn, self.cfg, self.mesh)
         state = self.ckpt.restore(abstract, self.data)
         if state is not None:
-            log.info("resumed from %s at step %d", self.ckpt.directory, int(local_value(state.step)))
+            log.info(
+                "resumed from %s at step %d", self.ckpt.directory, int(local_value(state.step))
+            )
             return state
         with jax.set_mesh(self.mesh):
             state = jax.jit(init, out_shardings=shardings)()
@@ -134,8 +138,11 @@ class Trainer:
                 step_fn, shardings, abstract, abstract_batch(shapes, self.mesh), self.mesh
             )
             costs[sig] = flops.step_flops(compiled[sig])
-            log.info("compiled the step for %s frames x %s objects in %.1f s", *sig,
-                     time.perf_counter() - start)
+            log.info(
+                "compiled the step for %s frames x %s objects in %.1f s",
+                *sig,
+                time.perf_counter() - start,
+            )
         return compiled, costs
 
     def run(self) -> dict:
@@ -145,8 +152,13 @@ class Trainer:
         self.writer.truncate_after(step)
         if cfg.eval.data and cfg.eval.get("at_start", False) and step == 0:
             self._validate(step)
-        bar = tqdm(total=cfg.train.total_steps, initial=step, desc="etam train", unit="step",
-                   disable=jax.process_index() != 0)
+        bar = tqdm(
+            total=cfg.train.total_steps,
+            initial=step,
+            desc="etam train",
+            unit="step",
+            disable=jax.process_index() != 0,
+        )
         window = _Window()
         last: dict = {}
         with PreemptionHandler() as preemption:
@@ -189,7 +201,8 @@ class Trainer:
         row["skipped_steps"] = int(local_value(self.state.skipped_steps))
         self.writer.write(step, row)
         bar.set_postfix(
-            loss=f"{row['loss']:.3f}", step_s=f"{row['step_time_s']:.2f}",
+            loss=f"{row['loss']:.3f}",
+            step_s=f"{row['step_time_s']:.2f}",
             ex_s=f"{row['examples_per_s']:.1f}",
             mfu="n/a" if row.get("mfu") is None else f"{100 * row['mfu']:.1f}%",
         )
@@ -228,7 +241,6 @@ class Trainer:
         self.writer.images(step, "val_predictions", self._sample_overlays())
         log.info("step %d: validation J&F %.4f", step, summary["J&F"])
         return row
-
 
     def _sample_overlays(self, frames: int = 4) -> list[np.ndarray]:
         """Predicted masks over the first validation video's first frames (for TensorBoard)."""

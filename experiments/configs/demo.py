@@ -56,8 +56,12 @@ def get_config(arg: str | None = None):
     cfg.data.augment.resolution = SIZE
     # 80% clip steps (2 clips x 4 frames x 2 objects, ~0.26 s on 2 cores), 20% image
     # steps (4 images x 4 objects, ~0.1 s).
-    cfg.data.sources.sav = data_defaults.source(weight=0.8, batch_size=2, num_frames=4, max_objects=2)
-    cfg.data.sources.sa1b = data_defaults.source(weight=0.2, batch_size=4, num_frames=1, max_objects=4)
+    cfg.data.sources.sav = data_defaults.source(
+        weight=0.8, batch_size=2, num_frames=4, max_objects=2
+    )
+    cfg.data.sources.sa1b = data_defaults.source(
+        weight=0.2, batch_size=4, num_frames=1, max_objects=4
+    )
     o = cfg.optimizer
     o.lr, o.encoder_lr, o.schedule = 4e-4, 4e-4, "cosine"
     o.warmup_steps, o.total_steps, o.layer_decay, o.clip_norm = 50, 1300, 1.0, 1.0

@@ -15,5 +15,7 @@ from experiments.configs.base import get_base
 def get_config(arg: str | None = None):
     del arg
     cfg = get_base("efficienttam_s", "sav")
-    cfg.checkpoint.init_from = ""  # stage 1: --config.checkpoint.init_from=STAGE1_WORKDIR (or a .pt)
+    cfg.checkpoint.init_from = (
+        ""  # stage 1: --config.checkpoint.init_from=STAGE1_WORKDIR (or a .pt)
+    )
     return cfg

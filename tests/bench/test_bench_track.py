@@ -9,14 +9,35 @@ from etam_jax.cli import main as etam
 
 def test_bench_track_json(tmp_path, capsys):
     out = tmp_path / "b.json"
-    argv = ["bench", "track", "--model", "efficienttam_ti", "--image-size", "64", "--short", "3",
-            "--long-factor", "2", "--size", "40x56", "--official", "short", "--out", str(out)]
+    argv = [
+        "bench",
+        "track",
+        "--model",
+        "efficienttam_ti",
+        "--image-size",
+        "64",
+        "--short",
+        "3",
+        "--long-factor",
+        "2",
+        "--size",
+        "40x56",
+        "--official",
+        "short",
+        "--out",
+        str(out),
+    ]
     assert etam(argv) == 0
     report = json.loads(out.read_text())
     assert report["command"] == ["etam"] + argv
     assert report["jax_backend"] == "cpu" and report["device_kind"]
     short, long = report["results"]
-    assert (short["video"], short["num_frames"], long["video"], long["num_frames"]) == ("short", 3, "long", 6)
+    assert (short["video"], short["num_frames"], long["video"], long["num_frames"]) == (
+        "short",
+        3,
+        "long",
+        6,
+    )
     for row in (short, long):
         ours = row["ours"]
         assert row["objects"] == 3 and ours["frames"] == row["num_frames"]

@@ -15,27 +15,51 @@ from etam_jax.cli import main as etam
 from etam_jax.training.flops import jaxpr_flops
 
 TINY = [
-    "--config.model.image_size=64", "--config.model.image_encoder.trunk.depth=2",
+    "--config.model.image_size=64",
+    "--config.model.image_encoder.trunk.depth=2",
     "--config.model.image_encoder.trunk.window_block_indexes=(0,)",
-    "--config.model.memory_attention.num_layers=1", "--config.prompts.num_correction_pt_per_frame=1",
-    "--config.data.sources.sav.batch_size=1", "--config.data.sources.sav.num_frames=2",
+    "--config.model.memory_attention.num_layers=1",
+    "--config.prompts.num_correction_pt_per_frame=1",
+    "--config.data.sources.sav.batch_size=1",
+    "--config.data.sources.sav.num_frames=2",
     "--config.data.sources.sav.max_objects=1",
 ]
 # Compiling a whole train step is most of this test's time; XLA's cheaper CPU codegen
 # halves it (the step's arithmetic, hence the FLOPs checked here, is unchanged).
-FAST_XLA = ("--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 "
-            "--xla_llvm_disable_expensive_passes=true")
+FAST_XLA = (
+    "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 "
+    "--xla_llvm_disable_expensive_passes=true"
+)
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     """One clip-batch run of the tiny model (a subprocess: its compile memory goes with it)."""
     out = tmp_path_factory.mktemp("bench") / "train.json"
-    argv = ["bench", "train", "--batch", "clip", "--mesh", "1,1,1", "--steps", "2", "--warmup", "1",
-            "--out", str(out), *TINY]
+    argv = [
+        "bench",
+        "train",
+        "--batch",
+        "clip",
+        "--mesh",
+        "1,1,1",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--out",
+        str(out),
+        *TINY,
+    ]
     env = {**os.environ, "XLA_FLAGS": FAST_XLA, "JAX_PLATFORMS": "cpu"}
-    run = subprocess.run([sys.executable, "-m", "etam_jax.cli", *argv], env=env,
-                         capture_output=True, text=True, timeout=900, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "etam_jax.cli", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"wrote {out}" in run.stdout and "clip  B1 T2 O1 64px" in run.stdout
     return argv, json.loads(out.read_text())
@@ -48,14 +72,27 @@ def test_report_fields(report):
     assert (rep["warmup_steps"], rep["timed_steps"]) == (1, 2)
     (row,) = rep["results"]  # --batch clip: the image source is left out
     assert (row["config"], row["model"], row["batch"], row["sources"]) == (
-        "demo", "efficienttam_ti", "clip", ["sav"])
-    assert (row["global_batch"], row["num_frames"], row["max_objects"], row["image_size"]) == (1, 2, 1, 64)
+        "demo",
+        "efficienttam_ti",
+        "clip",
+        ["sav"],
+    )
+    assert (row["global_batch"], row["num_frames"], row["max_objects"], row["image_size"]) == (
+        1,
+        2,
+        1,
+        64,
+    )
     assert row["mesh_shape"] == {"data": 1, "fsdp": 1, "tensor": 1} and row["num_devices"] == 1
     assert row["dtype"] == "float32" and row["finite"] and row["loss"] > 0
-    assert row["compile_s"] > 0 and len(row["step_times_s"]) == 2 and len(row["warmup_times_s"]) == 1
+    assert (
+        row["compile_s"] > 0 and len(row["step_times_s"]) == 2 and len(row["warmup_times_s"]) == 1
+    )
     assert row["step_time_s"] == statistics.median(row["step_times_s"])
     assert row["examples_per_s"] == pytest.approx(row["global_batch"] / row["step_time_s"])
-    assert row["achieved_flops_per_s"] == pytest.approx(row["model_flops_per_step"] / row["step_time_s"])
+    assert row["achieved_flops_per_s"] == pytest.approx(
+        row["model_flops_per_step"] / row["step_time_s"]
+    )
     # No peak FLOP/s is known for a CPU: MFU is None, with the reason.
     assert row["mfu"] is None and row["mfu_xla"] is None and "cpu" in row["mfu_note"]
     assert row["peak_memory_per_device_mb"] > 100 and "RSS" in row["memory_source"]
@@ -65,11 +102,18 @@ def test_report_fields(report):
 def test_flops_against_hand_estimate(report):
     """6 x params x tokens (forward + backward of every weight on every token, Kaplan et al.)."""
     row = report[1]["results"][0]
-    tokens = (row["image_size"] // 16) ** 2 * row["num_frames"] * row["global_batch"] * row["max_objects"]
+    tokens = (
+        (row["image_size"] // 16) ** 2
+        * row["num_frames"]
+        * row["global_batch"]
+        * row["max_objects"]
+    )
     estimate = 6 * row["trainable_params"] * tokens
     assert estimate / 3 < row["model_flops_per_step"] < 3 * estimate
     # The trunk alone (forward + backward over every frame) is a lower bound on both counts.
-    trunk = 6 * 1_000_000 * (row["image_size"] // 16) ** 2 * row["num_frames"]  # ~1.07M trunk params
+    trunk = (
+        6 * 1_000_000 * (row["image_size"] // 16) ** 2 * row["num_frames"]
+    )  # ~1.07M trunk params
     assert row["model_flops_per_step"] > trunk and row["xla_flops_per_step_per_device"] > trunk
 
 
@@ -84,31 +128,42 @@ def test_jaxpr_flops_counts_by_hand():
 
     scan5 = jax.make_jaxpr(lambda x, w: loop(x, w, 5))(x, w)
     assert jaxpr_flops(scan5) == 5 * 2 * mm  # XLA's cost analysis counts the body once
-    grad = jax.make_jaxpr(jax.grad(lambda x, w: jnp.sum(jax.jit(loop, static_argnums=2)(x, w, 3)),
-                                   argnums=(0, 1)))(x, w)
+    grad = jax.make_jaxpr(
+        jax.grad(lambda x, w: jnp.sum(jax.jit(loop, static_argnums=2)(x, w, 3)), argnums=(0, 1))
+    )(x, w)
     assert jaxpr_flops(grad) == 3 * 2 * mm * 3  # forward + d/dx + d/dw per matmul
-    branchy = jax.make_jaxpr(lambda p, x, w: lax.cond(p, lambda: x @ w @ w.T, lambda: x))(True, x, w)
+    branchy = jax.make_jaxpr(lambda p, x, w: lax.cond(p, lambda: x @ w @ w.T, lambda: x))(
+        True, x, w
+    )
     assert jaxpr_flops(branchy) == 2 * mm  # the costlier branch
     img, k = jnp.ones((2, 10, 10, 4)), jnp.ones((3, 3, 1, 4))
     conv = lambda img, k: lax.conv_general_dilated(
-        img, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=4)
+        img, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=4
+    )
     depthwise = 2 * (2 * 10 * 10 * 4) * 9
     assert jaxpr_flops(jax.make_jaxpr(conv)(img, k)) == depthwise
     # Input and weight gradients (the latter a batch-grouped conv) cost the forward each.
-    assert jaxpr_flops(jax.make_jaxpr(jax.grad(lambda i, k: jnp.sum(conv(i, k)), argnums=(0, 1)))(img, k)) \
+    assert (
+        jaxpr_flops(
+            jax.make_jaxpr(jax.grad(lambda i, k: jnp.sum(conv(i, k)), argnums=(0, 1)))(img, k)
+        )
         == 3 * depthwise
+    )
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (["--mesh", "2,x"], "--mesh: expected 3 positive sizes"),
-    (["--steps", "0"], "--steps must be >= 1"),
-    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
-    (["--dtype", "float16"], "invalid choice: 'float16'"),
-    (["--model", "efficienttam_ti", "--config", "x.py"], "exclude each other"),
-    (["--model", "nope"], "unknown model 'nope'"),
-    (["--config.model.nope=1"], "unknown config field 'model.nope'"),
-    (["--image-size", "100"], "multiple of 16, found 100"),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--mesh", "2,x"], "--mesh: expected 3 positive sizes"),
+        (["--steps", "0"], "--steps must be >= 1"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["--dtype", "float16"], "invalid choice: 'float16'"),
+        (["--model", "efficienttam_ti", "--config", "x.py"], "exclude each other"),
+        (["--model", "nope"], "unknown model 'nope'"),
+        (["--config.model.nope=1"], "unknown config field 'model.nope'"),
+        (["--image-size", "100"], "multiple of 16, found 100"),
+    ],
+)
 def test_bad_flags_one_line_error(flags, expected, capsys):
     assert etam(["bench", "train", *flags]) == 1
     err = capsys.readouterr().err

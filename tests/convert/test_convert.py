@@ -59,7 +59,10 @@ def _corrupt(state_dict, edit) -> dict:
     "edit,expected",
     [
         (lambda sd: sd.pop("no_obj_ptr"), ["missing key 'no_obj_ptr'", "[1, 256]"]),
-        (lambda sd: sd.__setitem__("extra.weight", torch.zeros(2, 3)), ["unexpected key 'extra.weight'", "[2, 3]"]),
+        (
+            lambda sd: sd.__setitem__("extra.weight", torch.zeros(2, 3)),
+            ["unexpected key 'extra.weight'", "[2, 3]"],
+        ),
         (
             lambda sd: sd.__setitem__("obj_ptr_proj.layers.0.bias", torch.zeros(255)),
             ["'obj_ptr_proj.layers.0.bias'", "[255]", "expected [256]"],
@@ -84,10 +87,14 @@ def test_other_bad_inputs(official_pt, tmp_path, capsys):
     torch.save({"state": {}}, no_model)
     assert _convert("from-pytorch", "--model", MODEL, no_model, tmp_path / "a") != 0
     assert "no 'model' entry" in capsys.readouterr().err
-    assert _convert("from-pytorch", "--model", "efficienttam_xl", official_pt[0], tmp_path / "b") != 0
+    assert (
+        _convert("from-pytorch", "--model", "efficienttam_xl", official_pt[0], tmp_path / "b") != 0
+    )
     assert "unknown model 'efficienttam_xl'" in capsys.readouterr().err
     assert _convert("from-pytorch", "--model", MODEL, official_pt[0], tmp_path / "ok") == 0
-    assert _convert("to-pytorch", "--model", "efficienttam_s", tmp_path / "ok", tmp_path / "s.pt") != 0
+    assert (
+        _convert("to-pytorch", "--model", "efficienttam_s", tmp_path / "ok", tmp_path / "s.pt") != 0
+    )
     err = capsys.readouterr().err
     assert "'efficienttam_ti'" in err and "'efficienttam_s'" in err
     assert not (tmp_path / "s.pt").exists()

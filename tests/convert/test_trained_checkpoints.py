@@ -40,12 +40,26 @@ STEPS = 3
 
 def train(workdir: Path, sav: Path, *flags: str) -> None:
     """A real `etam train` process on one CPU device (the tests' own has 8)."""
-    argv = [sys.executable, "-m", "etam_jax.cli", "train", "--config", TINY, "--workdir",
-            str(workdir), f"--config.data.sources.sav.path={sav}",
-            f"--config.train.total_steps={STEPS}", f"--config.checkpoint.every_steps={STEPS}",
-            *flags]
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
-               XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    argv = [
+        sys.executable,
+        "-m",
+        "etam_jax.cli",
+        "train",
+        "--config",
+        TINY,
+        "--workdir",
+        str(workdir),
+        f"--config.data.sources.sav.path={sav}",
+        f"--config.train.total_steps={STEPS}",
+        f"--config.checkpoint.every_steps={STEPS}",
+        *flags,
+    ]
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(ROOT),
+        XLA_FLAGS="--xla_force_host_platform_device_count=1",
+    )
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -95,14 +109,30 @@ def test_to_pytorch_loads_strictly_into_the_official_model(run):
     flat = flatten_dict(trained)
     qkv = flat[("image_encoder", "trunk", "blocks", "1", "attn", "qkv", "kernel")]
     np.testing.assert_array_equal(
-        state_dict["image_encoder.trunk.blocks.1.attn.qkv.weight"].numpy(), np.asarray(qkv).T)
+        state_dict["image_encoder.trunk.blocks.1.attn.qkv.weight"].numpy(), np.asarray(qkv).T
+    )
 
 
 def test_eval_track_and_export_read_the_workdir(run):
     base, workdir = run
     write_davis(base / "davis", num_videos=1, size=(64, 96), num_frames=4, num_objects=1)
-    assert etam(["eval", "--model", "efficienttam_ti", "--checkpoint", str(workdir), "--data",
-                 str(base / "davis"), "--out", str(base / "eval"), "--no-progress"]) == 0
+    assert (
+        etam(
+            [
+                "eval",
+                "--model",
+                "efficienttam_ti",
+                "--checkpoint",
+                str(workdir),
+                "--data",
+                str(base / "davis"),
+                "--out",
+                str(base / "eval"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((base / "eval" / "summary.json").read_text())
     assert summary["videos"] == 1 and 0.0 <= summary["J&F"] <= 1.0
 
@@ -110,24 +140,57 @@ def test_eval_track_and_export_read_the_workdir(run):
     logits = {}
     for name, ckpt in (("workdir", workdir), ("step", workdir / "checkpoints" / str(STEPS))):
         out = base / f"track_{name}"
-        assert etam(["track", "--model", "efficienttam_ti", "--checkpoint", str(ckpt),
-                     "--frames", frames, "--prompts", prompts, "--out", str(out),
-                     "--save-logits"]) == 0
+        assert (
+            etam(
+                [
+                    "track",
+                    "--model",
+                    "efficienttam_ti",
+                    "--checkpoint",
+                    str(ckpt),
+                    "--frames",
+                    frames,
+                    "--prompts",
+                    prompts,
+                    "--out",
+                    str(out),
+                    "--save-logits",
+                ]
+            )
+            == 0
+        )
         logits[name] = sorted(out.rglob("*.npy"))
         assert len(logits[name]) == 3
     for a, b in zip(*logits.values()):
         np.testing.assert_array_equal(np.load(a), np.load(b))
 
-    assert etam(["export", "--model", "efficienttam_ti", "--checkpoint", str(workdir),
-                 "--out", str(base / "export")]) == 0
+    assert (
+        etam(
+            [
+                "export",
+                "--model",
+                "efficienttam_ti",
+                "--checkpoint",
+                str(workdir),
+                "--out",
+                str(base / "export"),
+            ]
+        )
+        == 0
+    )
     assert any((base / "export").iterdir())
 
 
 def test_a_second_stage_starts_from_the_first_runs_workdir(run):
     base, workdir = run
     stage2 = base / "stage2"
-    train(stage2, base / "sav", f"--config.checkpoint.init_from={workdir}",
-          "--config.optimizer.lr=0.0", "--config.optimizer.encoder_lr=0.0")
+    train(
+        stage2,
+        base / "sav",
+        f"--config.checkpoint.init_from={workdir}",
+        "--config.optimizer.lr=0.0",
+        "--config.optimizer.encoder_lr=0.0",
+    )
     got = flatten_dict(read_training_params(training_step_dir(stage2)))
     want = flatten_dict(read_training_params(training_step_dir(workdir)))
     assert got.keys() == want.keys()

@@ -45,6 +45,7 @@ def test_sa1b_json_missing_key(sa1b_dir: Path) -> None:
 def test_sa1b_rle_size_disagrees(sa1b_dir: Path) -> None:
     def shrink(meta: dict) -> None:
         meta["annotations"][0]["segmentation"]["size"] = [32, 48]
+
     edit_json(sa1b_dir / "sa_3.json", shrink)
     error = _skip_reason(SA1BSource(sa1b_dir)[2])
     assert error.file.endswith("sa_3.json") and "[32, 48] != image size [64, 96]" in error.reason
@@ -55,13 +56,18 @@ def test_sa1b_image_size_disagrees_with_json(sa1b_dir: Path) -> None:
         meta["image"]["height"] = 32
         for ann in meta["annotations"]:
             ann["segmentation"] = synthetic.rle_dict(np.ones((32, 96), bool))
+
     edit_json(sa1b_dir / "sa_1.json", lie)
-    assert "image size [64, 96] != annotated size [32, 96]" in _skip_reason(SA1BSource(sa1b_dir)[0]).reason
+    assert (
+        "image size [64, 96] != annotated size [32, 96]"
+        in _skip_reason(SA1BSource(sa1b_dir)[0]).reason
+    )
 
 
 def test_sa1b_object_with_no_pixels(sa1b_dir: Path) -> None:
     def empty(meta: dict) -> None:
         meta["annotations"][1]["segmentation"] = synthetic.rle_dict(np.zeros((64, 96), bool))
+
     edit_json(sa1b_dir / "sa_2.json", empty)
     assert "has no pixels" in _skip_reason(SA1BSource(sa1b_dir)[1]).reason
 
@@ -101,6 +107,7 @@ def test_sav_masklet_longer_than_video(sav_dir: Path) -> None:
 def test_sav_rle_size_disagrees(sav_dir: Path) -> None:
     def shrink(meta: dict) -> None:
         meta["masklet"][2][0] = synthetic.rle_dict(np.ones((64, 96), bool))
+
     edit_json(sav_dir / "sav_000002_manual.json", shrink)
     error = _skip_reason(SAVSource(sav_dir)[1])
     assert error.file.endswith("sav_000002_manual.json")
@@ -119,7 +126,10 @@ def test_video_shorter_than_clip(synth_root: Path) -> None:
 
 def test_sa1b_corrupt_rle_string(sa1b_dir: Path) -> None:
     def garble(meta: dict) -> None:
-        meta["annotations"][0]["segmentation"]["counts"] += "o"  # a last group that says "more follow"
+        meta["annotations"][0]["segmentation"]["counts"] += (
+            "o"  # a last group that says "more follow"
+        )
+
     edit_json(sa1b_dir / "sa_1.json", garble)
     error = _skip_reason(SA1BSource(sa1b_dir)[0])
     assert error.file.endswith("sa_1.json") and "RLE" in error.reason
@@ -127,7 +137,10 @@ def test_sa1b_corrupt_rle_string(sa1b_dir: Path) -> None:
 
 def test_sa1b_rle_shorter_than_image(sa1b_dir: Path) -> None:
     def short(meta: dict) -> None:  # a valid 10x10 RLE under an image-sized "size"
-        meta["annotations"][1]["segmentation"]["counts"] = synthetic.rle_dict(np.ones((10, 10), bool))["counts"]
+        meta["annotations"][1]["segmentation"]["counts"] = synthetic.rle_dict(
+            np.ones((10, 10), bool)
+        )["counts"]
+
     edit_json(sa1b_dir / "sa_2.json", short)
     error = _skip_reason(SA1BSource(sa1b_dir)[1])
     assert "covers 100 pixels, image has 64x96 = 6144" in error.reason

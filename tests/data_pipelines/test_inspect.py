@@ -8,7 +8,14 @@ import numpy as np
 from PIL import Image
 
 from data_pipelines.clip_sampling import SamplingSpec
-from data_pipelines.inspect_data import draw_clip, inspect_source, inspect_vos, is_vos_layout, object_colors, overlay
+from data_pipelines.inspect_data import (
+    draw_clip,
+    inspect_source,
+    inspect_vos,
+    is_vos_layout,
+    object_colors,
+    overlay,
+)
 from data_pipelines.transforms import AugmentSpec
 from tests.data_pipelines.synthetic_data import synth_root  # noqa: F401
 

@@ -51,7 +51,9 @@ def test_prepare_skips_and_reports_bad_files(synth_root: Path, tmp_path: Path) -
     shutil.copytree(synth_root / "sav", tmp_path / "sav")
     video = tmp_path / "sav" / "sav_000001.mp4"
     video.write_bytes(video.read_bytes()[:5000])
-    report = prepare("sav", tmp_path / "sav", tmp_path / "out", workers=1)  # checked in a Grain worker
+    report = prepare(
+        "sav", tmp_path / "sav", tmp_path / "out", workers=1
+    )  # checked in a Grain worker
     assert report["examples"] == 1 and report["skipped"] == 1
     assert report["skipped_files"][0]["file"] == str(video)
     _assert_same_examples(PreparedSource(tmp_path / "out"), SAVSource(tmp_path / "sav"), [1])

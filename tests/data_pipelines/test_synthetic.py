@@ -18,11 +18,27 @@ from data_pipelines.records import decode_jpeg
 from tests.data_pipelines.synthetic_data import SEED, synth_root  # noqa: F401
 
 SAV_KEYS = {
-    "video_id", "video_duration", "video_frame_count", "video_height", "video_width", "video_resolution",
-    "video_environment", "video_split", "masklet", "masklet_id", "masklet_size_rel", "masklet_size_abs",
-    "masklet_size_bucket", "masklet_visibility_changes", "masklet_first_appeared_frame",
-    "masklet_frame_count", "masklet_edited_frame_count", "masklet_type", "masklet_stability_score",
-    "masklet_num"}
+    "video_id",
+    "video_duration",
+    "video_frame_count",
+    "video_height",
+    "video_width",
+    "video_resolution",
+    "video_environment",
+    "video_split",
+    "masklet",
+    "masklet_id",
+    "masklet_size_rel",
+    "masklet_size_abs",
+    "masklet_size_bucket",
+    "masklet_visibility_changes",
+    "masklet_first_appeared_frame",
+    "masklet_frame_count",
+    "masklet_edited_frame_count",
+    "masklet_type",
+    "masklet_stability_score",
+    "masklet_num",
+}
 
 
 def _files(root: Path) -> list[Path]:
@@ -35,10 +51,14 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path, synth_root: Pat
     assert time.perf_counter() - start < 20
     files = _files(synth_root)
     assert files == _files(tmp_path / "a")
-    _, mismatch, errors = filecmp.cmpfiles(synth_root, tmp_path / "a", [str(f) for f in files], shallow=False)
+    _, mismatch, errors = filecmp.cmpfiles(
+        synth_root, tmp_path / "a", [str(f) for f in files], shallow=False
+    )
     assert not mismatch and not errors
     synthetic.write_sa1b(tmp_path / "b", seed=SEED + 1)
-    assert not filecmp.cmp(synth_root / "sa1b" / "sa_000000.tar", tmp_path / "b" / "sa_000000.tar", shallow=False)
+    assert not filecmp.cmp(
+        synth_root / "sa1b" / "sa_000000.tar", tmp_path / "b" / "sa_000000.tar", shallow=False
+    )
 
 
 def _assert_mask_covers_object(image: np.ndarray, mask: np.ndarray, scene, k: int) -> None:
@@ -59,8 +79,16 @@ def test_sa1b_shard_fields_and_masks(synth_root: Path) -> None:
     assert image.shape == (192, 256, 3)
     scene = synthetic.scene_for("sa1b", SEED, 1, (192, 256), 5)
     for ann in meta["annotations"]:
-        assert set(ann) == {"id", "segmentation", "bbox", "area", "predicted_iou", "stability_score",
-                            "crop_box", "point_coords"}
+        assert set(ann) == {
+            "id",
+            "segmentation",
+            "bbox",
+            "area",
+            "predicted_iou",
+            "stability_score",
+            "crop_box",
+            "point_coords",
+        }
         mask = mask_utils.decode(ann["segmentation"]).astype(bool)
         assert mask.sum() == ann["area"] > 0
         assert mask_utils.toBbox(ann["segmentation"]).tolist() == ann["bbox"]
@@ -74,7 +102,9 @@ def test_sav_json_fields(synth_root: Path) -> None:
     meta = json.loads((synth_root / "sav" / "sav_000001_manual.json").read_text())
     assert set(meta) == SAV_KEYS
     assert len(meta["masklet"]) == math.ceil(meta["video_frame_count"] / 4)
-    assert all(len(frame) == meta["masklet_num"] == len(meta["masklet_id"]) for frame in meta["masklet"])
+    assert all(
+        len(frame) == meta["masklet_num"] == len(meta["masklet_id"]) for frame in meta["masklet"]
+    )
     for k, first in enumerate(meta["masklet_first_appeared_frame"]):
         areas = [mask_utils.area(frame[k]) for frame in meta["masklet"]]
         assert first % 4 == 0 and areas[int(first) // 4] > 0 and not any(areas[: int(first) // 4])
@@ -91,7 +121,9 @@ def test_davis_layout(synth_root: Path) -> None:
     png = Image.open(root / "Annotations" / "480p" / vids[0] / "00000.png")
     assert png.mode == "P" and png.getpalette()[:6] == [0, 0, 0, 128, 0, 0]
     index = np.asarray(png)
-    frames, masks, _, _ = synthetic.render_video(synthetic.scene_for("davis", SEED, 1, (128, 192), 3, 12), 12)
+    frames, masks, _, _ = synthetic.render_video(
+        synthetic.scene_for("davis", SEED, 1, (128, 192), 3, 12), 12
+    )
     expected = np.zeros(index.shape, np.uint8)
     for k in range(masks.shape[1]):
         expected[masks[0, k]] = k + 1
@@ -111,7 +143,9 @@ def test_sav_eval_layout(synth_root: Path) -> None:
 
 def test_object_scale_grows_the_same_objects(tmp_path: Path) -> None:
     """``object_scale`` multiplies each object's radii and keeps everything else of the seed."""
-    base, big = (synthetic.scene_for("davis", 3, 0, (128, 192), 3, 12, object_scale=s) for s in (1.0, 1.6))
+    base, big = (
+        synthetic.scene_for("davis", 3, 0, (128, 192), 3, 12, object_scale=s) for s in (1.0, 1.6)
+    )
     for a, b in zip(base.objects, big.objects, strict=True):
         np.testing.assert_allclose(b.radii, 1.6 * a.radii, rtol=1e-12)
         np.testing.assert_array_equal(a.colors, b.colors)

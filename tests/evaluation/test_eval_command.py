@@ -38,8 +38,21 @@ def case(tmp_path_factory):
     model = random_model(0)
     save_orbax(model, MODEL, root / "ckpt")
     out = root / "out"
-    argv = ["eval", "--model", MODEL, "--checkpoint", str(root / "ckpt"), "--data", str(root / "davis"),
-            "--out", str(out), "--vis", "1", "--image-size", str(SIZE)]
+    argv = [
+        "eval",
+        "--model",
+        MODEL,
+        "--checkpoint",
+        str(root / "ckpt"),
+        "--data",
+        str(root / "davis"),
+        "--out",
+        str(out),
+        "--vis",
+        "1",
+        "--image-size",
+        str(SIZE),
+    ]
     assert etam(argv) == 0
     return root, model, out
 
@@ -56,8 +69,10 @@ def test_scores_match_the_written_masks(case):
         for o in video.object_ids:
             frames = range(1, FRAMES - 1)  # DAVIS: not the first and last frame
             pairs = [(video.mask(o, t), read_masks(out, video, t)[o]) for t in frames]
-            per_object[video.name, o] = (np.mean([region_similarity(g, p) for g, p in pairs]),
-                                         np.mean([boundary_f(g, p) for g, p in pairs]))
+            per_object[video.name, o] = (
+                np.mean([region_similarity(g, p) for g, p in pairs]),
+                np.mean([boundary_f(g, p) for g, p in pairs]),
+            )
     rows = read_csv(out / "per_object.csv")
     assert {(r["video"], int(r["object"])) for r in rows} == set(per_object)
     for r in rows:
@@ -76,7 +91,9 @@ def test_scores_match_the_written_masks(case):
 
 def test_vis_has_the_worst_video(case):
     _, _, out = case
-    worst = min(read_csv(out / "per_video.csv"), key=lambda r: (float(r["J&F"]), r["video"]))["video"]
+    worst = min(read_csv(out / "per_video.csv"), key=lambda r: (float(r["J&F"]), r["video"]))[
+        "video"
+    ]
     assert sorted(p.name for p in (out / "vis").iterdir()) == [worst, f"{worst}.mp4"]
     assert len(list((out / "vis" / worst).glob("*.png"))) == FRAMES
     with av.open(str(out / "vis" / f"{worst}.mp4")) as container:
@@ -112,8 +129,16 @@ def test_bad_input(case, tmp_path, capsys):
     (tmp_path / "other").mkdir()
     bad(ok + ["--data", str(tmp_path / "other")], capsys, f"{tmp_path / 'other'}: neither a DAVIS")
     (tmp_path / "noann" / "JPEGImages" / "480p" / "v").mkdir(parents=True)
-    bad(ok + ["--data", str(tmp_path / "noann")], capsys, str(tmp_path / "noann" / "Annotations" / "480p" / "v"))
+    bad(
+        ok + ["--data", str(tmp_path / "noann")],
+        capsys,
+        str(tmp_path / "noann" / "Annotations" / "480p" / "v"),
+    )
     davis = ["--data", str(root / "davis")]
     bad(davis + ["--checkpoint", str(root / "ckpt"), "--out", str(out)], capsys, "already exists")
-    bad(davis + ["--checkpoint", str(tmp_path / "w.pt"), "--out", str(tmp_path / "o")], capsys, "w.pt")
+    bad(
+        davis + ["--checkpoint", str(tmp_path / "w.pt"), "--out", str(tmp_path / "o")],
+        capsys,
+        "w.pt",
+    )
     assert not (tmp_path / "o").exists()

@@ -17,14 +17,17 @@ from etam_jax.evaluation.metrics import (
 
 def square(shape, y0, x0, side):
     m = np.zeros(shape, bool)
-    m[y0:y0 + side, x0:x0 + side] = True
+    m[y0 : y0 + side, x0 : x0 + side] = True
     return m
 
 
 # ---- brute-force reference -------------------------------------------------
 
+
 def ref_iou(gt, pred):
-    inter = sum(1 for y in range(gt.shape[0]) for x in range(gt.shape[1]) if gt[y, x] and pred[y, x])
+    inter = sum(
+        1 for y in range(gt.shape[0]) for x in range(gt.shape[1]) if gt[y, x] and pred[y, x]
+    )
     union = sum(1 for y in range(gt.shape[0]) for x in range(gt.shape[1]) if gt[y, x] or pred[y, x])
     return 1.0 if union == 0 else inter / union
 
@@ -43,7 +46,9 @@ def ref_boundary(seg):
             elif x == w - 1:
                 out[y, x] = seg[y, x] != seg[y + 1, x]
             else:
-                out[y, x] = any(seg[y, x] != seg[y + dy, x + dx] for dy, dx in ((0, 1), (1, 0), (1, 1)))
+                out[y, x] = any(
+                    seg[y, x] != seg[y + dy, x + dx] for dy, dx in ((0, 1), (1, 0), (1, 1))
+                )
     return out
 
 
@@ -61,12 +66,15 @@ def ref_f(gt, pred, bound_th=0.008):
 
 # ---- hand-computed cases ----------------------------------------------------
 
+
 def test_identical_disjoint_and_empty():
     a, b = square((50, 60), 5, 5, 10), square((50, 60), 30, 40, 10)
     assert region_similarity(a, a) == 1.0 and boundary_f(a, a) == 1.0
     assert region_similarity(a, b) == 0.0 and boundary_f(a, b) == 0.0
     empty = np.zeros((50, 60), bool)
-    assert region_similarity(empty, empty) == 1.0 and boundary_f(empty, empty) == 1.0  # toolkit convention
+    assert (
+        region_similarity(empty, empty) == 1.0 and boundary_f(empty, empty) == 1.0
+    )  # toolkit convention
     assert region_similarity(a, empty) == 0.0 and boundary_f(a, empty) == 0.0
     assert region_similarity(empty, a) == 0.0 and boundary_f(empty, a) == 0.0
 
@@ -112,9 +120,10 @@ def test_shift_beyond_tolerance_by_hand():
 
 # ---- generated cases against the reference ----------------------------------
 
+
 def blob(rng, shape):
     """A few random ellipses (some cut by the image border)."""
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     m = np.zeros(shape, bool)
     for _ in range(rng.integers(1, 4)):
         cy, cx = rng.uniform(-3, shape[0] + 3), rng.uniform(-3, shape[1] + 3)
@@ -137,7 +146,11 @@ def test_against_brute_force(seed):
 
 def test_masks_at_the_image_edges():
     """The last row/column rules (and the corner that is never a boundary pixel)."""
-    corner, last_row, full = np.zeros((12, 15), bool), np.zeros((12, 15), bool), np.ones((12, 15), bool)
+    corner, last_row, full = (
+        np.zeros((12, 15), bool),
+        np.zeros((12, 15), bool),
+        np.ones((12, 15), bool),
+    )
     corner[-1, -1], last_row[-1, 3:] = True, True
     for gt, pred in [(corner, last_row), (last_row, full), (full, corner), (corner, corner)]:
         np.testing.assert_array_equal(boundary_map(gt), ref_boundary(gt))

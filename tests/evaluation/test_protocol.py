@@ -18,7 +18,7 @@ H, W = 16, 20
 
 def box(y0, x0, side=6):
     m = np.zeros((H, W), bool)
-    m[y0:y0 + side, x0:x0 + side] = True
+    m[y0 : y0 + side, x0 : x0 + side] = True
     return m
 
 
@@ -37,7 +37,9 @@ def write_sav(root, gt):
     for o, frames in gt.items():
         (root / "Annotations_6fps" / "v" / f"{o:03d}").mkdir(parents=True)
         for t, m in frames.items():
-            Image.fromarray(m.astype(np.uint8) * 255).save(root / "Annotations_6fps" / "v" / f"{o:03d}" / f"{t:05d}.png")
+            Image.fromarray(m.astype(np.uint8) * 255).save(
+                root / "Annotations_6fps" / "v" / f"{o:03d}" / f"{t:05d}.png"
+            )
     return read_sav_eval(root)
 
 
@@ -77,8 +79,10 @@ def test_non_overlap_keeps_the_largest_logit():
 def test_sav_rules(tmp_path):
     """Object 0: scored frames 4, 8, 12 (not 0 and 16); frame 4 (both empty) is not
     scored; object 1 has ground truth only on its first and last frames: not reported."""
-    gt = {0: {0: EMPTY, 4: EMPTY, 8: box(2, 2), 12: box(4, 6), 16: box(5, 5)},
-          1: {0: box(8, 8), 4: EMPTY, 8: EMPTY, 12: box(1, 1)}}
+    gt = {
+        0: {0: EMPTY, 4: EMPTY, 8: box(2, 2), 12: box(4, 6), 16: box(5, 5)},
+        1: {0: box(8, 8), 4: EMPTY, 8: EMPTY, 12: box(1, 1)},
+    }
     videos = write_sav(tmp_path / "data", gt)
     perfect_then_empty = {8: {0: box(2, 2), 1: box(0, 0)}, 12: {0: EMPTY}}
     s = evaluate_videos(videos, given(perfect_then_empty), tmp_path / "a", progress=False)
@@ -108,7 +112,10 @@ def test_davis_rules(tmp_path):
     assert [(r["object"], r["frames"]) for r in per_obj] == [("1", "2"), ("2", "2")]
     index = np.asarray(Image.open(tmp_path / "out" / "masks" / "v" / "00001.png"))
     np.testing.assert_array_equal(index, idx[1])
-    assert Image.open(tmp_path / "out" / "masks" / "v" / "00001.png").getpalette()[:6] == davis_palette()[:6]
+    assert (
+        Image.open(tmp_path / "out" / "masks" / "v" / "00001.png").getpalette()[:6]
+        == davis_palette()[:6]
+    )
 
 
 def test_global_means_are_over_objects(tmp_path):
@@ -116,14 +123,23 @@ def test_global_means_are_over_objects(tmp_path):
     write_davis(tmp_path / "data", num_videos=2, size=(H * 2, W * 2), num_frames=4, num_objects=3)
     videos = read_davis(tmp_path / "data")
     first = videos[0]
-    oracle = lambda v: ((t, v.masks(t) if v is not first else {}) for t in range(len(v.frame_paths)))
+    oracle = lambda v: (
+        (t, v.masks(t) if v is not first else {}) for t in range(len(v.frame_paths))
+    )
     s = evaluate_videos(videos, oracle, tmp_path / "out", progress=False, vis=1)
     n0, n1 = len(first.object_ids), len(videos[1].object_ids)
-    per_object = [0.0 if r["video"] == first.name else 1.0 for r in rows(tmp_path / "out" / "per_object.csv")]
-    assert s["objects"] == n0 + n1 == len(per_object) and s["J"] == pytest.approx(np.mean(per_object))
+    per_object = [
+        0.0 if r["video"] == first.name else 1.0 for r in rows(tmp_path / "out" / "per_object.csv")
+    ]
+    assert s["objects"] == n0 + n1 == len(per_object) and s["J"] == pytest.approx(
+        np.mean(per_object)
+    )
     assert json.loads((tmp_path / "out" / "summary.json").read_text()) == s
     video_rows = rows(tmp_path / "out" / "per_video.csv")
-    assert [(r["video"], float(r["J&F"])) for r in video_rows] == [(first.name, 0.0), (videos[1].name, 1.0)]
+    assert [(r["video"], float(r["J&F"])) for r in video_rows] == [
+        (first.name, 0.0),
+        (videos[1].name, 1.0),
+    ]
     vis = tmp_path / "out" / "vis"  # the worst video only
     assert sorted(p.name for p in vis.iterdir()) == [first.name, f"{first.name}.mp4"]
     assert len(list((vis / first.name).glob("*.png"))) == 4

@@ -12,7 +12,6 @@ from flax import nnx
 from etam_jax.cli import main as etam
 from etam_jax.convert.checkpoint_io import save_orbax
 from etam_jax.export.stablehlo import ENTRY_POINTS, ExportedTracker, as_dict, flat_params
-from etam_jax.models import memory_bank as mb
 from etam_jax.models.tracker import FrameFeatures, Tracker
 from tests.random_model import random_model
 

@@ -50,8 +50,12 @@ def _entry(kind: str, centre: tuple[float, float], hw: tuple[int, int], mask_pat
     return entry
 
 
-def write_prompts(root: Path, hw: tuple[int, int], frames: tuple[int, ...] | None,
-                  correction: tuple[int, int] | None = None) -> Path:
+def write_prompts(
+    root: Path,
+    hw: tuple[int, int],
+    frames: tuple[int, ...] | None,
+    correction: tuple[int, int] | None = None,
+) -> Path:
     """Writes ``root/prompts.json`` (and mask PNGs) with one object per kind and frame.
 
     Args:
@@ -68,7 +72,9 @@ def write_prompts(root: Path, hw: tuple[int, int], frames: tuple[int, ...] | Non
     for i, start in enumerate(frames or (None,)):
         for k, kind in enumerate(KINDS):
             obj_id = 1 + i * len(KINDS) + k
-            entry = _entry(kind, CENTRES[(k + 2 * i) % len(CENTRES)], hw, str(root / f"m{obj_id}.png"))
+            entry = _entry(
+                kind, CENTRES[(k + 2 * i) % len(CENTRES)], hw, str(root / f"m{obj_id}.png")
+            )
             if start is not None:
                 entry["frame"] = start
             entries.append({"obj_id": obj_id, **entry})
@@ -76,8 +82,14 @@ def write_prompts(root: Path, hw: tuple[int, int], frames: tuple[int, ...] | Non
         frame, k = correction
         h, w = hw
         cx, cy = CENTRES[k]
-        entries.append({"frame": frame, "obj_id": 1 + k, "points": [[cx * w + 0.05 * w, cy * h]],
-                        "labels": [0]})
+        entries.append(
+            {
+                "frame": frame,
+                "obj_id": 1 + k,
+                "points": [[cx * w + 0.05 * w, cy * h]],
+                "labels": [0],
+            }
+        )
     path = root / "prompts.json"
     path.write_text(json.dumps(entries, indent=1))
     return path

@@ -7,7 +7,7 @@ does) would grow by ~100 MB over the 20 extra frames of the long video.
 
 from flax import nnx
 
-from etam_jax.bench.track import bench_ours, CompileTimer
+from etam_jax.bench.track import CompileTimer, bench_ours
 from etam_jax.inference.demo_video import write_demo_video
 from etam_jax.inference.frames import VideoFrames
 from etam_jax.inference.prompts_io import load_prompts
@@ -16,11 +16,15 @@ from etam_jax.models.build import build_model
 
 
 def test_peak_memory_flat_over_a_longer_video(tmp_path):
-    model = build_model("efficienttam_ti", image_size=64, apply_postprocessing=True, rngs=nnx.Rngs(0))
+    model = build_model(
+        "efficienttam_ti", image_size=64, apply_postprocessing=True, rngs=nnx.Rngs(0)
+    )
     predictor, timer = VideoPredictor(model), CompileTimer()
 
     def run(label, num_frames):
-        frames_dir, prompts_path = write_demo_video(str(tmp_path / label), num_frames, size=(480, 854))
+        frames_dir, prompts_path = write_demo_video(
+            str(tmp_path / label), num_frames, size=(480, 854)
+        )
         frames = VideoFrames(frames_dir, model.image_size)
         prompts = load_prompts(prompts_path, (frames.height, frames.width), len(frames))
         return bench_ours(predictor, frames_dir, prompts, timer)

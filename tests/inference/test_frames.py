@@ -69,5 +69,7 @@ def test_unreadable_and_mismatched_frames(tmp_path):
     frames = VideoFrames(str(tmp_path), 32)
     with pytest.raises(EtamError, match="00002.jpg: cannot read JPEG frame"):
         list(frames.stream(range(4)))
-    with pytest.raises(EtamError, match="00003.jpg: frame is 30x30 .* all frames must have one size"):
+    with pytest.raises(
+        EtamError, match="00003.jpg: frame is 30x30 .* all frames must have one size"
+    ):
         frames.load(3)

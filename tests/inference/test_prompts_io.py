@@ -27,11 +27,14 @@ def _mask_png(tmp_path, hw, name="m.png"):
 
 def test_parses_points_box_mask(tmp_path):
     want_mask = _mask_png(tmp_path, HW)
-    path = _write(tmp_path, [
-        {"frame": 2, "obj_id": 7, "points": [[1, 2], [63, 47]], "labels": [1, 0]},
-        {"frame": 0, "obj_id": 7, "box": [0, 0, 64, 48]},
-        {"frame": 1, "obj_id": 3, "mask": "m.png", "points": [[5.5, 6]], "labels": [1]},
-    ])
+    path = _write(
+        tmp_path,
+        [
+            {"frame": 2, "obj_id": 7, "points": [[1, 2], [63, 47]], "labels": [1, 0]},
+            {"frame": 0, "obj_id": 7, "box": [0, 0, 64, 48]},
+            {"frame": 1, "obj_id": 3, "mask": "m.png", "points": [[5.5, 6]], "labels": [1]},
+        ],
+    )
     prompts = load_prompts(path, HW, num_frames=3)
     a, b, c = prompts
     np.testing.assert_array_equal(a.points, [[1, 2], [63, 47]])
@@ -61,26 +64,35 @@ def test_rgb_mask_any_channel(tmp_path):
     assert p.mask.shape == HW and p.mask.sum() == 1 and p.mask[1, 2]
 
 
-@pytest.mark.parametrize("entry,match", [
-    ({"frame": 5, "obj_id": 1, "box": [0, 0, 2, 2]}, r"frame 5 does not exist; the video has frames 0\.\.2"),
-    ({"frame": -1, "obj_id": 1, "box": [0, 0, 2, 2]}, "frame -1 does not exist"),
-    ({"frame": 0, "obj_id": 4}, r"obj_id 4\): object has no prompt"),
-    ({"frame": 0, "box": [0, 0, 2, 2]}, "missing 'obj_id'"),
-    ({"obj_id": 1, "box": [0, 0, 2, 2]}, "missing 'frame'"),
-    ({"frame": "0", "obj_id": 1, "box": [0, 0, 2, 2]}, "'frame' must be an integer"),
-    ({"frame": 0, "obj_id": 1, "points": [[65, 2]], "labels": [1]}, r"point \(65, 2\) is outside the image \(width 64, height 48\)"),
-    ({"frame": 0, "obj_id": 1, "points": [[5, -1]], "labels": [1]}, "outside the image"),
-    ({"frame": 0, "obj_id": 1, "box": [0, 0, 10, 49]}, r"box corner \(10, 49\) is outside"),
-    ({"frame": 0, "obj_id": 1, "box": [5, 0, 3, 4]}, "x0 < x1"),
-    ({"frame": 0, "obj_id": 1, "box": [1, 2, 3]}, "'box' must be numbers"),
-    ({"frame": 0, "obj_id": 1, "points": [[1, 2]]}, "must be given together"),
-    ({"frame": 0, "obj_id": 1, "points": [[1, 2]], "labels": [1, 1]}, "1 points and 2 labels"),
-    ({"frame": 0, "obj_id": 1, "points": [[1, 2]], "labels": [2]}, "labels must be 1"),
-    ({"frame": 0, "obj_id": 1, "points": [1, 2], "labels": [1]}, "'points' must be numbers"),
-    ({"frame": 0, "obj_id": 1, "box": [0, 0, 2, 2], "color": 3}, "unknown key"),
-    ({"frame": 0, "obj_id": 1, "mask": "missing.png"}, "missing.png not found"),
-    ({"frame": 0, "obj_id": 1, "mask": 3}, "'mask' must be a path"),
-])
+@pytest.mark.parametrize(
+    "entry,match",
+    [
+        (
+            {"frame": 5, "obj_id": 1, "box": [0, 0, 2, 2]},
+            r"frame 5 does not exist; the video has frames 0\.\.2",
+        ),
+        ({"frame": -1, "obj_id": 1, "box": [0, 0, 2, 2]}, "frame -1 does not exist"),
+        ({"frame": 0, "obj_id": 4}, r"obj_id 4\): object has no prompt"),
+        ({"frame": 0, "box": [0, 0, 2, 2]}, "missing 'obj_id'"),
+        ({"obj_id": 1, "box": [0, 0, 2, 2]}, "missing 'frame'"),
+        ({"frame": "0", "obj_id": 1, "box": [0, 0, 2, 2]}, "'frame' must be an integer"),
+        (
+            {"frame": 0, "obj_id": 1, "points": [[65, 2]], "labels": [1]},
+            r"point \(65, 2\) is outside the image \(width 64, height 48\)",
+        ),
+        ({"frame": 0, "obj_id": 1, "points": [[5, -1]], "labels": [1]}, "outside the image"),
+        ({"frame": 0, "obj_id": 1, "box": [0, 0, 10, 49]}, r"box corner \(10, 49\) is outside"),
+        ({"frame": 0, "obj_id": 1, "box": [5, 0, 3, 4]}, "x0 < x1"),
+        ({"frame": 0, "obj_id": 1, "box": [1, 2, 3]}, "'box' must be numbers"),
+        ({"frame": 0, "obj_id": 1, "points": [[1, 2]]}, "must be given together"),
+        ({"frame": 0, "obj_id": 1, "points": [[1, 2]], "labels": [1, 1]}, "1 points and 2 labels"),
+        ({"frame": 0, "obj_id": 1, "points": [[1, 2]], "labels": [2]}, "labels must be 1"),
+        ({"frame": 0, "obj_id": 1, "points": [1, 2], "labels": [1]}, "'points' must be numbers"),
+        ({"frame": 0, "obj_id": 1, "box": [0, 0, 2, 2], "color": 3}, "unknown key"),
+        ({"frame": 0, "obj_id": 1, "mask": "missing.png"}, "missing.png not found"),
+        ({"frame": 0, "obj_id": 1, "mask": 3}, "'mask' must be a path"),
+    ],
+)
 def test_bad_entries(tmp_path, entry, match):
     path = _write(tmp_path, [entry])
     with pytest.raises(EtamError, match=match) as e:
@@ -91,7 +103,9 @@ def test_bad_entries(tmp_path, entry, match):
 def test_mask_of_other_size(tmp_path):
     _mask_png(tmp_path, (48, 63), "small.png")
     path = _write(tmp_path, [{"frame": 0, "obj_id": 2, "mask": "small.png"}])
-    with pytest.raises(EtamError, match=r"small\.png is 63x48 \(WxH\), expected the image size 64x48"):
+    with pytest.raises(
+        EtamError, match=r"small\.png is 63x48 \(WxH\), expected the image size 64x48"
+    ):
         load_prompts(path, HW, num_frames=1)
 
 
@@ -110,6 +124,9 @@ def test_file_level_errors(tmp_path):
         load_prompts(str(tmp_path / "bad.json"), HW, 1)
     with pytest.raises(EtamError, match="non-empty JSON list"):
         load_prompts(_write(tmp_path, []), HW, 1)
-    dup = [{"frame": 0, "obj_id": 1, "box": [0, 0, 2, 2]}, {"frame": 0, "obj_id": 1, "points": [[1, 1]], "labels": [1]}]
+    dup = [
+        {"frame": 0, "obj_id": 1, "box": [0, 0, 2, 2]},
+        {"frame": 0, "obj_id": 1, "points": [[1, 1]], "labels": [1]},
+    ]
     with pytest.raises(EtamError, match="object 1 on frame 0 is prompted twice"):
         load_prompts(_write(tmp_path, dup), HW, 1)

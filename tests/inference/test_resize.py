@@ -59,8 +59,15 @@ def test_resize_image_matches_torchvision_resize(hw):
     np.testing.assert_allclose(ours.transpose(2, 0, 1), ref, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("in_hw,out_hw", [((75, 131), (64, 64)), ((640, 480), (256, 256)),
-                                           ((480, 854), (256, 256)), ((40, 30), (64, 64))])
+@pytest.mark.parametrize(
+    "in_hw,out_hw",
+    [
+        ((75, 131), (64, 64)),
+        ((640, 480), (256, 256)),
+        ((480, 854), (256, 256)),
+        ((40, 30), (64, 64)),
+    ],
+)
 def test_mask_prompt_threshold_matches_torch(in_hw, out_hw):
     """The video predictor's mask prompt: antialiased resize of a 0/1 mask, then >= 0.5.
     A window straddling an edge sums to 0.5 up to rounding, and the rounding decides
@@ -77,8 +84,11 @@ def test_mask_prompt_threshold_matches_torch(in_hw, out_hw):
     np.testing.assert_array_equal(ours >= 0.5, ref >= 0.5)
     values = rng.normal(size=(1, 1, *in_hw)).astype(np.float32)
     np.testing.assert_allclose(
-        resize_bilinear(values, out_hw, antialias=True), _torch_resize(values, out_hw, True),
-        rtol=1e-6, atol=3e-7)
+        resize_bilinear(values, out_hw, antialias=True),
+        _torch_resize(values, out_hw, True),
+        rtol=1e-6,
+        atol=3e-7,
+    )
 
 
 @pytest.mark.parametrize("antialias", [False, True])

@@ -42,11 +42,14 @@ def official_outputs(pred, root, entries, size, multimask):
     return out
 
 
-@pytest.mark.parametrize("name,image_size,hw", [
-    ("efficienttam_ti", 256, (480, 854)),
-    ("efficienttam_ti", 256, (640, 480)),
-    pytest.param("efficienttam_ti_512x512", 512, (480, 854), marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "name,image_size,hw",
+    [
+        ("efficienttam_ti", 256, (480, 854)),
+        ("efficienttam_ti", 256, (640, 480)),
+        pytest.param("efficienttam_ti_512x512", 512, (480, 854), marks=pytest.mark.slow),
+    ],
+)
 def test_cli_matches_official(tmp_path, name, image_size, hw):
     Image.fromarray(smooth_image(hw, seed=3)).save(tmp_path / "img.png")
     prompts_path = write_prompts(tmp_path, hw, None)
@@ -59,9 +62,22 @@ def test_cli_matches_official(tmp_path, name, image_size, hw):
     pred.set_image(np.array(Image.open(tmp_path / "img.png")))
     for multimask in (False, True):
         out = tmp_path / f"out_{multimask}"
-        argv = ["segment", "--model", name, "--checkpoint", str(tmp_path / "w.pt"), "--image",
-                str(tmp_path / "img.png"), "--prompts", str(prompts_path), "--out", str(out),
-                "--save-logits", "--image-size", str(image_size)]
+        argv = [
+            "segment",
+            "--model",
+            name,
+            "--checkpoint",
+            str(tmp_path / "w.pt"),
+            "--image",
+            str(tmp_path / "img.png"),
+            "--prompts",
+            str(prompts_path),
+            "--out",
+            str(out),
+            "--save-logits",
+            "--image-size",
+            str(image_size),
+        ]
         assert etam(argv + (["--multimask"] if multimask else [])) == 0
         want = official_outputs(pred, tmp_path, entries, image_size, multimask)
         scores = json.loads((out / "scores.json").read_text())

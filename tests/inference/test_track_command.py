@@ -28,8 +28,21 @@ def case(tmp_path_factory):
 
 def track(case, out, *extra, frames=None, prompts=None, model=MODEL):
     root, frames_dir, prompts_path, ckpt = case
-    argv = ["track", "--model", model, "--checkpoint", ckpt, "--frames", frames or frames_dir,
-            "--prompts", prompts or prompts_path, "--out", str(out), "--image-size", str(SIZE)]
+    argv = [
+        "track",
+        "--model",
+        model,
+        "--checkpoint",
+        ckpt,
+        "--frames",
+        frames or frames_dir,
+        "--prompts",
+        prompts or prompts_path,
+        "--out",
+        str(out),
+        "--image-size",
+        str(SIZE),
+    ]
     return etam(argv + list(extra))
 
 
@@ -87,13 +100,22 @@ def test_unreadable_jpeg(case, tmp_path, capsys):
     bad(case, tmp_path, capsys, "00003.jpg: cannot read JPEG frame", frames=str(frames))
 
 
-@pytest.mark.parametrize("entry,match", [
-    ({"frame": 7, "obj_id": 1, "box": [1, 1, 5, 5]}, "frame 7 does not exist"),
-    ({"frame": 0, "obj_id": 1, "box": [1, 1, 500, 5]}, "box corner (500, 5) is outside the image"),
-    ({"frame": 0, "obj_id": 1, "points": [[-3, 1]], "labels": [1]}, "point (-3, 1) is outside"),
-    ({"frame": 0, "obj_id": 6}, "(obj_id 6): object has no prompt"),
-    ({"frame": 0, "obj_id": 2, "mask": "small.png"}, "small.png is 10x10 (WxH), expected the image size 96x72"),
-])
+@pytest.mark.parametrize(
+    "entry,match",
+    [
+        ({"frame": 7, "obj_id": 1, "box": [1, 1, 5, 5]}, "frame 7 does not exist"),
+        (
+            {"frame": 0, "obj_id": 1, "box": [1, 1, 500, 5]},
+            "box corner (500, 5) is outside the image",
+        ),
+        ({"frame": 0, "obj_id": 1, "points": [[-3, 1]], "labels": [1]}, "point (-3, 1) is outside"),
+        ({"frame": 0, "obj_id": 6}, "(obj_id 6): object has no prompt"),
+        (
+            {"frame": 0, "obj_id": 2, "mask": "small.png"},
+            "small.png is 10x10 (WxH), expected the image size 96x72",
+        ),
+    ],
+)
 def test_bad_prompts(case, tmp_path, capsys, entry, match):
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "small.png")
     bad(case, tmp_path, capsys, match, prompts=write_prompts(tmp_path, [entry]))

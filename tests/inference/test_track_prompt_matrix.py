@@ -33,19 +33,34 @@ NUM_FRAMES, LATER, CORRECTION = 5, 2, (3, KINDS.index("click3"))
 def run_cli(root, name, image_size, frames_dir, prompts_path, reverse):
     """Our logits through `etam track`: {obj_id: {frame: [H, W]}}."""
     out = root / "out"
-    argv = ["track", "--model", name, "--checkpoint", str(root / "w.pt"), "--frames",
-            frames_dir, "--prompts", str(prompts_path), "--out", str(out), "--save-logits"]
+    argv = [
+        "track",
+        "--model",
+        name,
+        "--checkpoint",
+        str(root / "w.pt"),
+        "--frames",
+        frames_dir,
+        "--prompts",
+        str(prompts_path),
+        "--out",
+        str(out),
+        "--save-logits",
+    ]
     argv += ["--image-size", str(image_size)] + (["--reverse"] if reverse else [])
     assert etam(argv) == 0
     return {int(d.name): {int(f.stem): np.load(f) for f in d.glob("*.npy")} for d in out.iterdir()}
 
 
-@pytest.mark.parametrize("name,image_size,hw,reverse", [
-    ("efficienttam_ti", 256, (480, 854), False),
-    ("efficienttam_ti", 256, (640, 480), True),
-    ("efficienttam_ti_1", 256, (480, 854), False),
-    pytest.param("efficienttam_ti_512x512", 512, (480, 854), False, marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "name,image_size,hw,reverse",
+    [
+        ("efficienttam_ti", 256, (480, 854), False),
+        ("efficienttam_ti", 256, (640, 480), True),
+        ("efficienttam_ti_1", 256, (480, 854), False),
+        pytest.param("efficienttam_ti_512x512", 512, (480, 854), False, marks=pytest.mark.slow),
+    ],
+)
 def test_cli_matches_official(tmp_path, name, image_size, hw, reverse):
     frames_dir, _ = write_demo_video(str(tmp_path), NUM_FRAMES, size=hw, seed=11)
     prompts_path = write_prompts(tmp_path, hw, (0, LATER), CORRECTION)

@@ -8,7 +8,6 @@ that object alone. Tolerance: max|ours - ref| / max(1, max|ref|) <= 1e-3 per
 object and frame, mask IoU >= 0.99.
 """
 
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -61,11 +60,14 @@ def run_ours(official, name, image_size, frames_dir, prompts, reverse):
     return got
 
 
-@pytest.mark.parametrize("name,image_size,reverse", [
-    ("efficienttam_ti", 256, True),
-    pytest.param("efficienttam_ti", 1024, True, marks=pytest.mark.slow),
-    pytest.param("efficienttam_ti_2", 1024, False, marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "name,image_size,reverse",
+    [
+        ("efficienttam_ti", 256, True),
+        pytest.param("efficienttam_ti", 1024, True, marks=pytest.mark.slow),
+        pytest.param("efficienttam_ti_2", 1024, False, marks=pytest.mark.slow),
+    ],
+)
 def test_parity(tmp_path, name, image_size, reverse):
     frames_dir, prompts = write_case(tmp_path)
     official = build_official_predictor(name, image_size, seed=1)

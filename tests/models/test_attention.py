@@ -17,7 +17,9 @@ def test_attention_matches_official(downsample_rate, kv_in_dim, heads):
     official = OfficialAttention(256, heads, downsample_rate=downsample_rate, kv_in_dim=kv_in_dim)
     randomize_(official, seed=1)
     with nnx.use_eager_sharding(False):
-        ours = Attention(256, heads, downsample_rate=downsample_rate, kv_in_dim=kv_in_dim, rngs=nnx.Rngs(0))
+        ours = Attention(
+            256, heads, downsample_rate=downsample_rate, kv_in_dim=kv_in_dim, rngs=nnx.Rngs(0)
+        )
     copy_weights(ours, official)
     rng = np.random.default_rng(0)
     q = rng.standard_normal((2, 10, 256), np.float32)

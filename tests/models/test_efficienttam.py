@@ -100,17 +100,11 @@ def test_encode_new_memory_matches_official(models, binarize):
     rng = np.random.default_rng(1)
     feats = rng.standard_normal((2, GRID, GRID, 256)).astype(np.float32)
     logits = 5 * rng.standard_normal((2, 1, SIZE, SIZE)).astype(np.float32)
-    got = ours.encode_new_memory(
-        jnp.asarray(feats), jnp.asarray(logits), jnp.full((2,), binarize)
-    )
+    got = ours.encode_new_memory(jnp.asarray(feats), jnp.asarray(logits), jnp.full((2,), binarize))
     with torch.no_grad():
         flat = [to_torch(feats).reshape(2, GRID * GRID, 256).permute(1, 0, 2)]
         mem, pos = official._encode_new_memory(
             flat, [(GRID, GRID)], to_torch(logits), is_mask_from_pts=binarize
         )
-    assert (
-        relative_error(got["vision_features"], mem.permute(0, 2, 3, 1).numpy()) < 1e-5
-    )
-    assert (
-        relative_error(got["vision_pos_enc"], pos[0].permute(0, 2, 3, 1).numpy()) < 1e-5
-    )
+    assert relative_error(got["vision_features"], mem.permute(0, 2, 3, 1).numpy()) < 1e-5
+    assert relative_error(got["vision_pos_enc"], pos[0].permute(0, 2, 3, 1).numpy()) < 1e-5

@@ -45,7 +45,9 @@ PTR_VALID = np.array([[1] * 4 + [0] * 4, [1] * 8, [0] * 8], bool)
 DEAD_SLOT = np.array([[1, 0, 1, 0], [0, 1, 1, 0], [1, 1, 0, 0]], bool)
 
 
-def _inputs(seed: int, batch: int = 3, kv_dim: int = 64, slots_valid: np.ndarray = VALID) -> dict[str, np.ndarray]:
+def _inputs(
+    seed: int, batch: int = 3, kv_dim: int = 64, slots_valid: np.ndarray = VALID
+) -> dict[str, np.ndarray]:
     """Random inputs; invalid slots and pointers hold garbage (huge values, NaN)."""
     rng = np.random.default_rng(seed)
     x = {
@@ -121,7 +123,12 @@ def test_memory_attention_matches_official(name):
 
 
 @pytest.mark.parametrize(
-    "name,valid", [("efficienttam_ti_1", VALID), ("efficienttam_ti", DEAD_SLOT), ("efficienttam_ti_1", DEAD_SLOT)]
+    "name,valid",
+    [
+        ("efficienttam_ti_1", VALID),
+        ("efficienttam_ti", DEAD_SLOT),
+        ("efficienttam_ti_1", DEAD_SLOT),
+    ],
 )
 def test_blocked_cpu_attention_path_matches_official(monkeypatch, name, valid):
     """The query-blocked, slot-skipping path (taken on CPU at g >= 32) with pooling and slot masks."""
@@ -140,9 +147,13 @@ def _rope_np(t: np.ndarray, frames: int) -> np.ndarray:
     return k[0, 0].numpy().astype(np.float64)
 
 
-def _brute_force(weights: dict, x: np.ndarray, mem_k, mem_v, ptr_k, ptr_v, window: int, correction: str):
+def _brute_force(
+    weights: dict, x: np.ndarray, mem_k, mem_v, ptr_k, ptr_v, window: int, correction: str
+):
     """The pooled attention formula, token by token (numpy float64), one head, one element."""
-    lin = lambda t, name: t.astype(np.float64) @ weights[name + ".weight"].T + weights[name + ".bias"]
+    lin = lambda t, name: (
+        t.astype(np.float64) @ weights[name + ".weight"].T + weights[name + ".bias"]
+    )
     frames = len(mem_k)
     q = _rope_np(lin(x, "q_proj").astype(np.float32), 1)
     k = [_rope_np(lin(f, "k_proj").astype(np.float32), 1) for f in mem_k]
@@ -153,9 +164,16 @@ def _brute_force(weights: dict, x: np.ndarray, mem_k, mem_v, ptr_k, ptr_v, windo
     for kf, vf in zip(k, v):
         for py in range(side):
             for px in range(side):
-                rows = [(py * window + i) * GRID + px * window + j for i in range(window) for j in range(window)]
+                rows = [
+                    (py * window + i) * GRID + px * window + j
+                    for i in range(window)
+                    for j in range(window)
+                ]
                 rows = rows if pooled else [py * GRID + px]
-                keys.append(kf[rows].mean(0) + (math.log(window**2) if pooled and correction == "eq6" else 0.0))
+                keys.append(
+                    kf[rows].mean(0)
+                    + (math.log(window**2) if pooled and correction == "eq6" else 0.0)
+                )
                 values.append(vf[rows].mean(0))
                 bias.append(math.log(window**2) if pooled and correction == "eq5" else 0.0)
     keys = np.array(keys + list(lin(ptr_k, "k_proj"))).reshape(-1, q.shape[-1])
@@ -183,11 +201,24 @@ def _reference(weights, x, q, window, correction):
         ok, pok = x["memory_valid"][b], x["ptr_valid"][b]
         mk = list(x["memory"][b, ok] + x["memory_pos"][b, ok])
         pk = x["ptr"][b, pok] + x["ptr_pos"][b, pok]
-        outs.append(_brute_force(weights, q[b], mk, list(x["memory"][b, ok]), pk, x["ptr"][b, pok], window, correction))
+        outs.append(
+            _brute_force(
+                weights,
+                q[b],
+                mk,
+                list(x["memory"][b, ok]),
+                pk,
+                x["ptr"][b, pok],
+                window,
+                correction,
+            )
+        )
     return np.stack(outs)
 
 
-@pytest.mark.parametrize("cls,correction", [(EfficientRoPEAttention1, "eq5"), (EfficientRoPEAttention2, "eq6")])
+@pytest.mark.parametrize(
+    "cls,correction", [(EfficientRoPEAttention1, "eq5"), (EfficientRoPEAttention2, "eq6")]
+)
 def test_brute_force_reference_matches_official_window_2(cls, correction):
     _, weights, x, q = _cross_case(seed=5)
     official = cls(256, 1, kv_in_dim=64, rope_k_repeat=True, feat_sizes=(GRID, GRID))
@@ -196,19 +227,31 @@ def test_brute_force_reference_matches_official_window_2(cls, correction):
     for b in range(len(q)):
         mem, pos, num_ptr = _concat_valid(x, b)
         with torch.no_grad():
-            out = official.eval()(to_torch(q[b][None]), (mem + pos)[:, 0][None], mem[:, 0][None], num_ptr)
+            out = official.eval()(
+                to_torch(q[b][None]), (mem + pos)[:, 0][None], mem[:, 0][None], num_ptr
+            )
         assert relative_error(ref[b], out[0].numpy()) < 1e-5
 
 
-@pytest.mark.parametrize("window,correction", [(4, "eq5"), (4, "eq6"), (8, "eq5"), (2, "none"), (1, "none")])
+@pytest.mark.parametrize(
+    "window,correction", [(4, "eq5"), (4, "eq6"), (8, "eq5"), (2, "none"), (1, "none")]
+)
 def test_cross_attention_pool_windows_match_brute_force(window, correction):
     official, weights, x, q = _cross_case(seed=6)
     with nnx.use_eager_sharding(False):
         ours = MemoryCrossAttention(
-            256, 1, kv_in_dim=64, pool_window=window, pool_correction=correction, dropout=0.1, rngs=nnx.Rngs(0)
+            256,
+            1,
+            kv_in_dim=64,
+            pool_window=window,
+            pool_correction=correction,
+            dropout=0.1,
+            rngs=nnx.Rngs(0),
         )
     copy_weights(ours, official)
-    bank = make_bank(*(x[k] for k in ("memory", "memory_pos", "memory_valid", "ptr", "ptr_pos", "ptr_valid")))
+    bank = make_bank(
+        *(x[k] for k in ("memory", "memory_pos", "memory_valid", "ptr", "ptr_pos", "ptr_valid"))
+    )
     got = ours(q, bank, axial_rope_tables(256, GRID, GRID), GRID)
     err = relative_error(got, _reference(weights, x, q, window, correction))
     print(f"window {window} {correction}: relative error {err:.2e}")
@@ -231,7 +274,9 @@ def test_dropout_needs_rng_and_is_reproducible():
     assert not np.allclose(a, plain) and not np.allclose(a, other)
 
 
-@pytest.mark.parametrize("window,correction,match", [(3, "eq5", "pool_window"), (2, "eq7", "pool_correction")])
+@pytest.mark.parametrize(
+    "window,correction,match", [(3, "eq5", "pool_window"), (2, "eq7", "pool_correction")]
+)
 def test_bad_pooling_config_is_rejected(window, correction, match):
     cfg = get_model_config("efficienttam_ti", IMAGE).memory_attention
     cfg.pool_window, cfg.pool_correction = window, correction

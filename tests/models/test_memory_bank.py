@@ -74,9 +74,7 @@ def _our_selection(frame_idx, cond, tracked, num_frames, reverse):
         bank = mb.write_cond(bank, *tag(t), t, np.ones(1, bool))
     for t in tracked:  # in the order they were tracked
         bank = mb.write_recent(bank, *tag(t), t, np.ones(1, bool))
-    sel = mb.select_memories(
-        bank, frame_idx, reverse, num_frames, num_maskmem=7, max_obj_ptrs=16
-    )
+    sel = mb.select_memories(bank, frame_idx, reverse, num_frames, num_maskmem=7, max_obj_ptrs=16)
     valid = np.asarray(sel.valid[0])
     frames = np.asarray(sel.feats[0, :, 0, 0]).astype(int)[valid] - 1
     tpos = np.asarray(sel.tpos_index)[valid]
@@ -120,6 +118,5 @@ def test_cond_write_replaces_same_frame_and_clears_ring():
     rows = mb.take_rows(bank, np.array([1]))
     back = mb.put_rows(bank, np.array([1]), rows)
     assert all(
-        np.array_equal(a, b)
-        for a, b in zip(np.asarray(bank.cond_ptr), np.asarray(back.cond_ptr))
+        np.array_equal(a, b) for a, b in zip(np.asarray(bank.cond_ptr), np.asarray(back.cond_ptr))
     )

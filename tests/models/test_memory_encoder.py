@@ -9,12 +9,20 @@ from hydra.utils import instantiate
 from etam_jax.errors import EtamError
 from etam_jax.models.configs import get_model_config
 from etam_jax.models.memory_encoder import MemoryEncoder
-from tests.official_reference import copy_weights, official_config, randomize_, relative_error, to_torch
+from tests.official_reference import (
+    copy_weights,
+    official_config,
+    randomize_,
+    relative_error,
+    to_torch,
+)
 
 
 def _build(image_size: int, seed: int = 11) -> tuple[MemoryEncoder, torch.nn.Module]:
     torch.manual_seed(seed)
-    official = instantiate(official_config("efficienttam_ti", image_size).model.memory_encoder, _recursive_=True)
+    official = instantiate(
+        official_config("efficienttam_ti", image_size).model.memory_encoder, _recursive_=True
+    )
     randomize_(official, seed)
     cfg = get_model_config("efficienttam_ti", image_size).memory_encoder
     with nnx.use_eager_sharding(False):  # abstract: every weight comes from the official module
@@ -23,7 +31,9 @@ def _build(image_size: int, seed: int = 11) -> tuple[MemoryEncoder, torch.nn.Mod
     return ours, official.eval()
 
 
-def _inputs(batch: int, grid: int, skip_mask_sigmoid: bool, seed: int = 12) -> tuple[np.ndarray, np.ndarray]:
+def _inputs(
+    batch: int, grid: int, skip_mask_sigmoid: bool, seed: int = 12
+) -> tuple[np.ndarray, np.ndarray]:
     """Pixel features and masks: logits, or (as the tracker feeds them) 20 * mask - 10."""
     rng = np.random.default_rng(seed)
     pix = rng.standard_normal((batch, grid, grid, 256), np.float32)
@@ -34,10 +44,18 @@ def _inputs(batch: int, grid: int, skip_mask_sigmoid: bool, seed: int = 12) -> t
 
 def _compare(ours, official, pix, masks, skip_mask_sigmoid) -> tuple[float, float]:
     with torch.no_grad():
-        ref = official(to_torch(pix.transpose(0, 3, 1, 2)), to_torch(masks.transpose(0, 3, 1, 2)), skip_mask_sigmoid)
+        ref = official(
+            to_torch(pix.transpose(0, 3, 1, 2)),
+            to_torch(masks.transpose(0, 3, 1, 2)),
+            skip_mask_sigmoid,
+        )
     got = ours(pix, masks, skip_mask_sigmoid=skip_mask_sigmoid)
-    feats = relative_error(got["vision_features"], ref["vision_features"].numpy().transpose(0, 2, 3, 1))
-    pos = relative_error(got["vision_pos_enc"], ref["vision_pos_enc"][0].numpy().transpose(0, 2, 3, 1))
+    feats = relative_error(
+        got["vision_features"], ref["vision_features"].numpy().transpose(0, 2, 3, 1)
+    )
+    pos = relative_error(
+        got["vision_pos_enc"], ref["vision_pos_enc"][0].numpy().transpose(0, 2, 3, 1)
+    )
     return feats, pos
 
 

@@ -10,10 +10,7 @@ from etam_jax.models.build import abstract_model, count_params
 from etam_jax.models.configs import MODEL_NAMES
 
 REFERENCE = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "reference"
-    / "official_state_dicts.json"
+    Path(__file__).resolve().parents[3] / "shared" / "reference" / "official_state_dicts.json"
 )
 # The pooled _ti variants have exactly efficienttam_ti's keys (EFFICIENTTAM.md).
 SAME_KEYS = {
@@ -44,10 +41,7 @@ def test_keys_shapes_and_count_match_official(official, name):
     model = abstract_model(name)
     ours = {leaf.torch_key: list(leaf.torch_shape) for leaf in iter_leaves(model)}
     expected = {k: list(v) for k, v in ref["state_dict"].items()}
-    assert (
-        sorted(set(ours) - set(expected)) == []
-        and sorted(set(expected) - set(ours)) == []
-    )
+    assert sorted(set(ours) - set(expected)) == [] and sorted(set(expected) - set(ours)) == []
     assert {k: v for k, v in ours.items() if v != expected[k]} == {}
     assert count_params(model) == ref["total_params"]
     assert count_params(model) == HEADLINE.get(name, ref["total_params"])
@@ -96,7 +90,9 @@ def test_widths_that_cannot_fit_together_name_the_fields():
 
     cfg = get_model_config("efficienttam_ti", 64)
     cfg.memory_attention.d_model = 128
-    with pytest.raises(EtamError, match=r"memory_attention.d_model \(128\).*image_encoder.d_model \(256\)"):
+    with pytest.raises(
+        EtamError, match=r"memory_attention.d_model \(128\).*image_encoder.d_model \(256\)"
+    ):
         abstract_model(cfg)
     cfg.image_encoder.d_model = cfg.memory_attention.d_model = 96
     with pytest.raises(EtamError, match=r"multiple of model.memory_encoder.out_dim \(64\)"):

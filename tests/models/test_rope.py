@@ -28,7 +28,10 @@ def test_apply_rotary_enc_matches_official(frames, heads):
     cis = compute_axial_cis(dim, grid, grid)
     # The official layout is (B, heads, N, D).
     ref_q, ref_k = official_apply(
-        to_torch(q.transpose(0, 2, 1, 3)), to_torch(k.transpose(0, 2, 1, 3)), cis, repeat_freqs_k=frames > 1
+        to_torch(q.transpose(0, 2, 1, 3)),
+        to_torch(k.transpose(0, 2, 1, 3)),
+        cis,
+        repeat_freqs_k=frames > 1,
     )
     cos, sin = axial_rope_tables(dim, grid, grid)
     ours_q, ours_k = apply_rotary_enc(q, k, cos, sin, repeat_freqs_k=frames > 1)
@@ -39,7 +42,13 @@ def test_apply_rotary_enc_matches_official(frames, heads):
 def test_apply_rotary_enc_rejects_mismatched_keys():
     cos, sin = axial_rope_tables(8, 2, 2)
     with pytest.raises(EtamError, match="key tokens"):
-        apply_rotary_enc(np.zeros((1, 4, 1, 8), np.float32), np.zeros((1, 6, 1, 8), np.float32), cos, sin, repeat_freqs_k=True)
+        apply_rotary_enc(
+            np.zeros((1, 4, 1, 8), np.float32),
+            np.zeros((1, 6, 1, 8), np.float32),
+            cos,
+            sin,
+            repeat_freqs_k=True,
+        )
 
 
 def test_empty_keys_pass_through():

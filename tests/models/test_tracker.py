@@ -53,8 +53,7 @@ def _frames(seed):
     base = rng.standard_normal((1, SIZE, SIZE, 3)).astype(np.float32)
     # A slowly changing video: the same scene plus a little noise per frame.
     return [
-        base + 0.3 * rng.standard_normal(base.shape).astype(np.float32)
-        for _ in range(NUM_FRAMES)
+        base + 0.3 * rng.standard_normal(base.shape).astype(np.float32) for _ in range(NUM_FRAMES)
     ]
 
 
@@ -108,12 +107,9 @@ def _run(name, objects, scenario, bf16):
     copy_weights(model, official)
     frames = _frames(0)
     refs = [
-        OfficialObject(official, frames, torch.bfloat16 if bf16 else torch.float32)
-        for _ in objects
+        OfficialObject(official, frames, torch.bfloat16 if bf16 else torch.float32) for _ in objects
     ]
-    ours = OursBatched(
-        model, frames, len(objects), jnp.bfloat16 if bf16 else jnp.float32
-    )
+    ours = OursBatched(model, frames, len(objects), jnp.bfloat16 if bf16 else jnp.float32)
     started, errors = [False] * len(objects), []
     with torch.no_grad():
         for step in scenario:

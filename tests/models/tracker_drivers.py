@@ -21,9 +21,7 @@ class OfficialObject:
         self.tracked: set[int] = set()
 
     def _features(self, t):
-        backbone = self.model.forward_image(
-            to_torch(self.frames[t]).permute(0, 3, 1, 2)
-        )
+        backbone = self.model.forward_image(to_torch(self.frames[t]).permute(0, 3, 1, 2))
         return self.model._prepare_backbone_features(backbone)[1:]
 
     def _stored(self, t):
@@ -65,9 +63,7 @@ class OfficialObject:
             mode="bilinear",
             align_corners=False,
         )
-        mem, mem_pos = self.model._encode_new_memory(
-            feats, sizes, high, is_mask_from_pts=True
-        )
+        mem, mem_pos = self.model._encode_new_memory(feats, sizes, high, is_mask_from_pts=True)
         key = "cond_frame_outputs" if is_init else "non_cond_frame_outputs"
         self.outputs[key][t] = self._compact(out, mem, mem_pos)
         return self.outputs[key][t]
@@ -114,9 +110,7 @@ class OursBatched:
         self.frames, self.num = frames, num_objects
         self.bank = self.tracker.empty_bank()
         self.tracked = [set() for _ in range(num_objects)]
-        self.stored = [
-            {} for _ in range(num_objects)
-        ]  # frame -> (low-res logits, ptr, is_cond)
+        self.stored = [{} for _ in range(num_objects)]  # frame -> (low-res logits, ptr, is_cond)
 
     def _features(self, t):
         return self.tracker.encode_frame(self.params, jnp.asarray(self.frames[t]))
@@ -139,9 +133,7 @@ class OursBatched:
             is_init_cond=is_init,
         )
         onehot = np.arange(self.num) == k
-        low = jnp.broadcast_to(
-            out.low_res_masks, (self.num,) + out.low_res_masks.shape[1:]
-        )
+        low = jnp.broadcast_to(out.low_res_masks, (self.num,) + out.low_res_masks.shape[1:])
         ptr = jnp.broadcast_to(out.obj_ptr, (self.num, out.obj_ptr.shape[1]))
         self.bank = self.tracker.commit(
             self.params,
@@ -184,9 +176,7 @@ class OursBatched:
                     out.obj_ptr[k : k + 1],
                     False,
                 )
-                results.append(
-                    (out.low_res_masks[k], out.obj_ptr[k], self.memory(k, t))
-                )
+                results.append((out.low_res_masks[k], out.obj_ptr[k], self.memory(k, t)))
         return results
 
     def memory(self, k, t):

@@ -6,10 +6,10 @@ import optax
 import pytest
 from flax import nnx
 
+from etam_jax.convert.checkpoint_io import load_weights
 from etam_jax.errors import EtamError
 from etam_jax.models.configs import get_model_config
 from etam_jax.models.memory_attention import MemoryAttention
-from etam_jax.convert.checkpoint_io import load_weights
 from etam_jax.training import checkpoints
 from etam_jax.training.train_state import TrainState
 
@@ -41,7 +41,9 @@ def test_latest_training_checkpoint_params_load_into_a_pooled_model(tmp_path):
     with pytest.raises(AssertionError):
         jax.tree.map(np.testing.assert_array_equal, nnx.state(model, nnx.Param), want)
     assert model.layers[0].cross_attn_image.pool_window == 2
-    with pytest.raises(EtamError, match="a training checkpoint of model 'efficienttam_ti', not 'x'"):
+    with pytest.raises(
+        EtamError, match="a training checkpoint of model 'efficienttam_ti', not 'x'"
+    ):
         load_weights(model, "x", tmp_path)
 
 

@@ -27,7 +27,12 @@ def train_steps(coordinator: str, num_processes: int, process_id: int, steps: in
     from etam_jax.models.build import build_model
     from etam_jax.training import sharding
     from etam_jax.training.config_loader import load_config
-    from etam_jax.training.train_step import abstract_batch, compile_step, init_state, make_train_step
+    from etam_jax.training.train_step import (
+        abstract_batch,
+        compile_step,
+        init_state,
+        make_train_step,
+    )
 
     cfg = load_config(TINY, ["--config.data.sources.sav.path=unused"])
     mesh = sharding.make_mesh((2, 2, 2))
@@ -38,7 +43,9 @@ def train_steps(coordinator: str, num_processes: int, process_id: int, steps: in
         k: jax.make_array_from_callback(v.shape, shapes[k].sharding, lambda idx, v=v: v[idx])
         for k, v in host.items()
     }
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+    )
     step = compile_step(make_train_step(cfg), shardings, abstract, shapes, mesh)
     losses = []
     for _ in range(steps):

@@ -167,16 +167,12 @@ def _jitted(name):
         "memorise": _memorise,
     }[name]
     static = ("multimask",) if name == "points" else ()
-    jitted = jax.jit(
-        lambda p, *a, **k: fn(nnx.merge(graphdef, p), *a, **k), static_argnames=static
-    )
+    jitted = jax.jit(lambda p, *a, **k: fn(nnx.merge(graphdef, p), *a, **k), static_argnames=static)
     return functools.partial(jitted, params)
 
 
 def _normalise(frames):
-    return ((frames / np.float32(255.0) - IMAGENET_MEAN) / IMAGENET_STD)[None].astype(
-        np.float32
-    )
+    return ((frames / np.float32(255.0) - IMAGENET_MEAN) / IMAGENET_STD)[None].astype(np.float32)
 
 
 def _clip_outputs(batch, plan, b):
@@ -216,16 +212,12 @@ def _focal(logits, gt, alpha=0.25, gamma=2.0):
     p = _sigmoid(logits)
     ce = np.logaddexp(0.0, logits) - logits * gt
     p_t = p * gt + (1 - p) * (1 - gt)
-    return ((alpha * gt + (1 - alpha) * (1 - gt)) * ce * (1 - p_t) ** gamma).mean(
-        (-2, -1)
-    )
+    return ((alpha * gt + (1 - alpha) * (1 - gt)) * ce * (1 - p_t) ** gamma).mean((-2, -1))
 
 
 def _dice(logits, gt):
     p = _sigmoid(logits)
-    return 1 - (2 * (p * gt).sum((-2, -1)) + 1) / (
-        p.sum((-2, -1)) + gt.sum((-2, -1)) + 1
-    )
+    return 1 - (2 * (p * gt).sum((-2, -1)) + 1) / (p.sum((-2, -1)) + gt.sum((-2, -1)) + 1)
 
 
 def _iou(logits, gt):
@@ -241,9 +233,7 @@ def _object_losses(multi, ious, score, gt):
         gt.astype(np.float64),
     )
     focal, dice = _focal(multi, gt), _dice(multi, gt)
-    best = np.argmin(
-        20 * focal + dice
-    )  # best of the multimask outputs (or the one mask)
+    best = np.argmin(20 * focal + dice)  # best of the multimask outputs (or the one mask)
     present = float(gt.any())
     bce = np.logaddexp(0.0, score) - score * present
     return {
@@ -261,9 +251,7 @@ def reference_losses(batch, plan):
         for t, (multi, ious, score) in _clip_outputs(batch, plan, b).items():
             for o in range(O):
                 if batch["obj_valid"][b, o] and batch["frame_valid"][b, t]:
-                    parts = _object_losses(
-                        multi[o], ious[o], score[o], batch["masks"][b, t, o]
-                    )
+                    parts = _object_losses(multi[o], ious[o], score[o], batch["masks"][b, t, o])
                     for k, v in parts.items():
                         total[k] += v / num_objects
     return sum(WEIGHTS[k] * v for k, v in total.items()), total

@@ -18,10 +18,7 @@ _NO_WD_EMBEDDINGS = {"maskmem_tpos_enc", "no_mem_pos_enc", "no_mem_embed", "no_o
 
 
 def _names(module) -> list[str]:
-    return [
-        ".".join(map(str, p))
-        for p, _ in nnx.to_flat_state(nnx.state(module, nnx.Param))
-    ]
+    return [".".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(module, nnx.Param))]
 
 
 def _expected_ti(model, cfg) -> dict[str, tuple[float, float]]:
@@ -33,9 +30,7 @@ def _expected_ti(model, cfg) -> dict[str, tuple[float, float]]:
         name = ".".join(map(str, var_path))
         axes = var.get_metadata().get("out_sharding") or ()
         no_wd = (
-            var.get_value().ndim == 1
-            or {"pos", "tokens"} & set(axes)
-            or name in _NO_WD_EMBEDDINGS
+            var.get_value().ndim == 1 or {"pos", "tokens"} & set(axes) or name in _NO_WD_EMBEDDINGS
         )
         lr = cfg.encoder_lr if name.startswith("image_encoder.") else cfg.lr
         expected[name] = (lr, 0.0 if no_wd else cfg.weight_decay)
@@ -66,8 +61,9 @@ def test_labels_of_every_efficienttam_ti_parameter(preset, ti_model):
     SAM 2's own construction in test_optimizer_official.py): no decay on every
     1-D parameter, position encoding and token; ``pos_embed`` layer-decayed."""
     cfg = opt.get_optimizer_config(preset)
-    cfg.update(no_weight_decay=opt.NO_WEIGHT_DECAY_EXTENDED, weight_decay_kept=(),
-               layer_decay_overrides=())
+    cfg.update(
+        no_weight_decay=opt.NO_WEIGHT_DECAY_EXTENDED, weight_decay_kept=(), layer_decay_overrides=()
+    )
     model = ti_model
     params = nnx.state(model, nnx.Param)
     expected = _expected_ti(model, cfg)
@@ -80,8 +76,7 @@ def test_labels_of_every_efficienttam_ti_parameter(preset, ti_model):
     assert depth == 12
     one_d = {n for n, v in nnx.to_flat_state(params) if v.get_value().ndim == 1}
     assert all(
-        ".".join(map(str, n)).rsplit(".", 1)[-1] in ("bias", "scale", "gamma")
-        for n in one_d
+        ".".join(map(str, n)).rsplit(".", 1)[-1] in ("bias", "scale", "gamma") for n in one_d
     )
     for name, label in labels.items():
         lr, wd = opt.label_lr_and_wd(label, cfg, depth)
@@ -107,9 +102,7 @@ def test_cosine_schedule_closed_form():
         else:
             t = min(step - 10, 100) / 100
             want = 0.2 + (2.0 - 0.2) * 0.5 * (1 + math.cos(math.pi * t))
-        assert math.isclose(float(schedule(step)), want, rel_tol=1e-5, abs_tol=1e-7), (
-            step
-        )
+        assert math.isclose(float(schedule(step)), want, rel_tol=1e-5, abs_tol=1e-7), step
 
 
 def test_rsqrt_schedule_closed_form():
@@ -159,9 +152,7 @@ def _numpy_adamw(params, grads_seq, cfg, lr_of, wd_of, schedule):
     m = {k: np.zeros_like(v) for k, v in flat.items()}
     v2 = {k: np.zeros_like(v) for k, v in flat.items()}
     for t, grads in enumerate(grads_seq, start=1):
-        norm = math.sqrt(
-            sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads.values())
-        )
+        norm = math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads.values()))
         scale = min(1.0, cfg.clip_norm / norm)
         for k in list(flat):
             g = grads[k] * scale
@@ -169,17 +160,13 @@ def _numpy_adamw(params, grads_seq, cfg, lr_of, wd_of, schedule):
             v2[k] = cfg.b2 * v2[k] + (1 - cfg.b2) * g * g
             m_hat, v_hat = m[k] / (1 - cfg.b1**t), v2[k] / (1 - cfg.b2**t)
             lr = lr_of[k] * schedule(t - 1)
-            flat[k] = flat[k] - lr * (
-                m_hat / (np.sqrt(v_hat) + cfg.eps) + wd_of[k] * flat[k]
-            )
+            flat[k] = flat[k] - lr * (m_hat / (np.sqrt(v_hat) + cfg.eps) + wd_of[k] * flat[k])
     return flat
 
 
 def test_adamw_steps_match_numpy():
     cfg = opt.get_optimizer_config("sav")
-    cfg.update(
-        lr=0.3, encoder_lr=0.1, layer_decay=0.5, warmup_steps=1, total_steps=5, eps=1e-6
-    )
+    cfg.update(lr=0.3, encoder_lr=0.1, layer_decay=0.5, warmup_steps=1, total_steps=5, eps=1e-6)
     rng = np.random.default_rng(0)
     params = _tiny_params(rng)
     # By hand: depth 2; blocks.i -> 0.1 * 0.5 ** (2 - i); pos_embed -> 0.1 (SAM 2.1's
@@ -193,9 +180,7 @@ def test_adamw_steps_match_numpy():
         "sam_mask_decoder.kernel": 0.3,
         "sam_mask_decoder.norm.scale": 0.3,
     }
-    wd_of = {
-        k: 0.0 if k.endswith(("bias", "scale")) else 0.1 for k in lr_of
-    }
+    wd_of = {k: 0.0 if k.endswith(("bias", "scale")) else 0.1 for k in lr_of}
 
     def flat(tree):
         return {
@@ -214,20 +199,12 @@ def test_adamw_steps_match_numpy():
         got = jax.tree.map(lambda p, u: p + u, got, updates)
 
     def schedule(step):  # warm-up 1 step, cosine to lr / 10 over 4
-        return (
-            0.0
-            if step < 1
-            else 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - 1) / 4))
-        )
+        return 0.0 if step < 1 else 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - 1) / 4))
 
-    want = _numpy_adamw(
-        flat(params), [flat(g) for g in grads_seq], cfg, lr_of, wd_of, schedule
-    )
+    want = _numpy_adamw(flat(params), [flat(g) for g in grads_seq], cfg, lr_of, wd_of, schedule)
     for k, value in flat(got).items():
         # float32 Adam: an element with a tiny gradient carries ~1e-5 of lr in rounding.
-        np.testing.assert_allclose(
-            value, want[k], rtol=2e-5, atol=2e-5 * cfg.lr, err_msg=k
-        )
+        np.testing.assert_allclose(value, want[k], rtol=2e-5, atol=2e-5 * cfg.lr, err_msg=k)
     assert not np.allclose(
         flat(got)["image_encoder.trunk.pos_embed"],
         flat(params)["image_encoder.trunk.pos_embed"],

@@ -72,16 +72,28 @@ def torch_names(ours) -> dict[str, tuple[str, tuple[int, ...] | None]]:
 
 def _schedulers(kind: str, peak: str, warmup: float) -> list:
     """An lr scheduler node of the yaml for ``peak`` (an interpolation string)."""
-    cosine = {"_target_": "fvcore.common.param_scheduler.CosineParamScheduler",
-              "start_value": peak, "end_value": f"${{divide:{peak},10}}"}
+    cosine = {
+        "_target_": "fvcore.common.param_scheduler.CosineParamScheduler",
+        "start_value": peak,
+        "end_value": f"${{divide:{peak},10}}",
+    }
     if kind == "yaml":
         return cosine
-    after = cosine if kind == "warmup_cosine" else {
-        "_target_": "fvcore.common.param_scheduler.ConstantParamScheduler", "value": peak}
+    after = (
+        cosine
+        if kind == "warmup_cosine"
+        else {"_target_": "fvcore.common.param_scheduler.ConstantParamScheduler", "value": peak}
+    )
     return {
         "_target_": "fvcore.common.param_scheduler.CompositeParamScheduler",
-        "schedulers": [{"_target_": "fvcore.common.param_scheduler.LinearParamScheduler",
-                        "start_value": 0.0, "end_value": peak}, after],
+        "schedulers": [
+            {
+                "_target_": "fvcore.common.param_scheduler.LinearParamScheduler",
+                "start_value": 0.0,
+                "end_value": peak,
+            },
+            after,
+        ],
         "lengths": [warmup, 1 - warmup],
         "interval_scaling": ["rescaled", "rescaled"],
     }
@@ -135,8 +147,10 @@ def test_yaml_fields_are_our_sav_defaults():
     assert (defaults["betas"], defaults["eps"]) == ((ours.b1, ours.b2), ours.eps)
 
 
-@pytest.mark.parametrize("kind,layer_decay", [
-    ("yaml", 0.9), ("warmup_cosine", 0.9), ("warmup_constant", 0.8), ("warmup_cosine", 0.8)])
+@pytest.mark.parametrize(
+    "kind,layer_decay",
+    [("yaml", 0.9), ("warmup_cosine", 0.9), ("warmup_constant", 0.8), ("warmup_cosine", 0.8)],
+)
 def test_lr_and_weight_decay_of_every_parameter(models, kind, layer_decay):
     official, ours_model = models
     optim, cfg = setups(kind, layer_decay)
@@ -155,8 +169,10 @@ def test_lr_and_weight_decay_of_every_parameter(models, kind, layer_decay):
         for name, lab in labels.items():
             (lr, wd), (ref_lr, ref_wd) = got[lab], want[names[name][0]]
             if abs(lr - ref_lr) > 1e-6 * abs(ref_lr) or wd != ref_wd:
-                failures.append(f"step {step} {name} ({lab}): lr {lr:.9g} wd {wd} vs "
-                                f"{names[name][0]}: lr {ref_lr:.9g} wd {ref_wd}")
+                failures.append(
+                    f"step {step} {name} ({lab}): lr {lr:.9g} wd {wd} vs "
+                    f"{names[name][0]}: lr {ref_lr:.9g} wd {ref_wd}"
+                )
     assert not failures, f"{len(failures)} mismatches:\n" + "\n".join(failures[:20])
     assert len({lr for lr, _ in got.values()}) > depth  # the groups are really distinct
 
@@ -207,8 +223,10 @@ def test_parameters_after_steps_of_the_whole_chain(models):
         rounding = steps * np.spacing(np.abs(start[key]).astype(np.float32)).max()
         err = np.abs(ours - want).max()
         if not moved > 0 or err > 1e-5 * moved + rounding:
-            failures.append(f"{name} ({key}): max|ours - ref| {err:.2e}, moved {moved:.2e}, "
-                            f"float32 rounding {rounding:.2e}")
+            failures.append(
+                f"{name} ({key}): max|ours - ref| {err:.2e}, moved {moved:.2e}, "
+                f"float32 rounding {rounding:.2e}"
+            )
     assert not failures, "\n".join(failures[:20])
 
 

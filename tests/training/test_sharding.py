@@ -32,9 +32,7 @@ def _regen_script():
 
 @pytest.mark.parametrize("name", ["efficienttam_ti", "efficienttam_s"])
 def test_partition_specs_match_golden(name):
-    golden = json.loads(
-        (ROOT / "tests" / "golden" / f"partition_specs_{name}.json").read_text()
-    )
+    golden = json.loads((ROOT / "tests" / "golden" / f"partition_specs_{name}.json").read_text())
     got = _regen_script().partition_specs_json(name)
     assert sorted(got) == sorted(golden)
     diff = {k: (got[k], golden[k]) for k in golden if got[k] != golden[k]}
@@ -65,15 +63,9 @@ def test_logical_spec_rules_and_uneven_fallback():
     assert sharding.logical_spec("batch", None, "embed") == P(
         ("data", "fsdp"), None, None
     )  # fsdp used once
-    assert sharding.logical_spec("embed", "mlp", shape=(6, 4), mesh=mesh) == P(
-        "fsdp", "tensor"
-    )
-    assert sharding.logical_spec("embed", "mlp", shape=(3, 4), mesh=mesh) == P(
-        None, "tensor"
-    )
-    assert sharding.logical_spec("batch", "mlp", shape=(6, 5), mesh=mesh) == P(
-        None, None
-    )  # 6 % 4
+    assert sharding.logical_spec("embed", "mlp", shape=(6, 4), mesh=mesh) == P("fsdp", "tensor")
+    assert sharding.logical_spec("embed", "mlp", shape=(3, 4), mesh=mesh) == P(None, "tensor")
+    assert sharding.logical_spec("batch", "mlp", shape=(6, 5), mesh=mesh) == P(None, None)  # 6 % 4
     with pytest.raises(EtamError, match="'channels' has no entry"):
         sharding.logical_spec("channels")
 
@@ -84,9 +76,7 @@ def test_constrain_activations_by_logical_names():
     mesh = sharding.make_mesh((2, 2, 2))
     with sharding.mesh_context(mesh):
         out = jax.jit(lambda a: sharding.constrain(a * 2, "batch", None, "mlp"))(x)
-        uneven = jax.jit(lambda a: sharding.constrain(a * 2, "batch", "mlp", None))(
-            x[:6, :3]
-        )
+        uneven = jax.jit(lambda a: sharding.constrain(a * 2, "batch", "mlp", None))(x[:6, :3])
         with pytest.raises(EtamError, match="2 logical names"):
             sharding.constrain(x, "batch", None)
     assert out.sharding.spec == P(("data", "fsdp"), None, "tensor")
@@ -105,16 +95,12 @@ def test_uneven_parameter_is_replicated_and_placed():
             6,
             3,
             rngs=nnx.Rngs(0),
-            kernel_init=nnx.with_partitioning(
-                nnx.initializers.ones_init(), ("embed", "mlp")
-            ),
+            kernel_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("embed", "mlp")),
         )
 
     _, state = sharding.sharded_init(build, mesh)
     assert state["kernel"].get_value().sharding.spec == P(None, None)  # 6 % 4 and 3 % 2
-    np.testing.assert_array_equal(
-        np.asarray(state["kernel"].get_value()), np.ones((6, 3))
-    )
+    np.testing.assert_array_equal(np.asarray(state["kernel"].get_value()), np.ones((6, 3)))
 
 
 def test_make_mesh_and_presets_check_sizes():
@@ -138,9 +124,7 @@ def test_make_mesh_and_presets_check_sizes():
 
 
 def _build_memory_encoder():
-    return MemoryEncoder(
-        get_model_config("efficienttam_ti", 64).memory_encoder, rngs=nnx.Rngs(3)
-    )
+    return MemoryEncoder(get_model_config("efficienttam_ti", 64).memory_encoder, rngs=nnx.Rngs(3))
 
 
 def test_sharded_init_places_shards_and_matches_unsharded_init():
@@ -184,9 +168,7 @@ def test_optimizer_state_shards_like_its_parameters():
 def _loss_and_grads(graphdef, params, pix, masks):
     def loss_fn(p):
         out = nnx.merge(graphdef, p)(pix, masks)
-        return jnp.mean(out["vision_features"] ** 2) + jnp.mean(
-            jnp.tanh(out["vision_features"])
-        )
+        return jnp.mean(out["vision_features"] ** 2) + jnp.mean(jnp.tanh(out["vision_features"]))
 
     return jax.value_and_grad(loss_fn)(params)
 
@@ -202,15 +184,11 @@ def _inputs():
 def single_device_result():
     with nnx.use_eager_sharding(False):
         graphdef, params = nnx.split(_build_memory_encoder())
-    loss, grads = jax.jit(lambda p, x, m: _loss_and_grads(graphdef, p, x, m))(
-        params, *_inputs()
-    )
+    loss, grads = jax.jit(lambda p, x, m: _loss_and_grads(graphdef, p, x, m))(params, *_inputs())
     return graphdef, params, float(loss), grads
 
 
-@pytest.mark.parametrize(
-    "shape", [(8, 1, 1), (1, 8, 1), (1, 4, 2)], ids=["dp", "fsdp", "fsdp_tp"]
-)
+@pytest.mark.parametrize("shape", [(8, 1, 1), (1, 8, 1), (1, 4, 2)], ids=["dp", "fsdp", "fsdp_tp"])
 def test_forward_grad_matches_single_device(single_device_result, shape):
     graphdef, params, loss_1, grads_1 = single_device_result
     mesh = sharding.make_mesh(shape)

@@ -80,9 +80,9 @@ def test_train_heads_match_static_heads_per_row(heads, seed):
     feats = rng.standard_normal((5, GRID, GRID, 256)).astype(np.float32)
     # Seed 1 feeds previous mask logits back (correction rounds); seed 0 has none
     # (zeros would still go through the mask path, so use large logits instead).
-    mask_in = (
-        rng.standard_normal((5, 1, 4 * GRID, 4 * GRID)) * (5.0 if seed else 1.0)
-    ).astype(np.float32)
+    mask_in = (rng.standard_normal((5, 1, 4 * GRID, 4 * GRID)) * (5.0 if seed else 1.0)).astype(
+        np.float32
+    )
     train, static = run(params, feats, *_prompts(), mask_in)
     assert train.multimask_logits.shape == (5, 3, 4 * GRID, 4 * GRID)
     for i, want in enumerate(static):
@@ -91,7 +91,9 @@ def test_train_heads_match_static_heads_per_row(heads, seed):
             _close(train.multimask_logits[row], want.low_res_multimasks, f"row {i} multimasks")
             _close(train.ious[row], want.ious, f"row {i} ious")
         else:  # single mask: the one mask and its IoU, repeated three times
-            _close(train.multimask_logits[row], np.repeat(want.low_res_multimasks, 3, 1), f"row {i}")
+            _close(
+                train.multimask_logits[row], np.repeat(want.low_res_multimasks, 3, 1), f"row {i}"
+            )
             _close(train.ious[row], np.repeat(want.ious, 3, 1), f"row {i} ious")
         for name in ("low_res_masks", "obj_ptr", "object_score_logits"):
             _close(getattr(train, name)[row], getattr(want, name), f"row {i} {name}")

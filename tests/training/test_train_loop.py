@@ -43,8 +43,15 @@ def env(tmp_path_factory):
 
 def _command(base: Path, workdir: Path) -> list[str]:
     return [
-        sys.executable, "-m", "etam_jax.cli", "train", "--config", CONFIG,
-        "--workdir", str(workdir), f"--config.data.sources.sav.path={base / 'sav'}",
+        sys.executable,
+        "-m",
+        "etam_jax.cli",
+        "train",
+        "--config",
+        CONFIG,
+        "--workdir",
+        str(workdir),
+        f"--config.data.sources.sav.path={base / 'sav'}",
     ]
 
 
@@ -54,19 +61,23 @@ def _losses(workdir: Path) -> dict[int, float]:
 
 
 def _run(base, env, workdir, timeout=900) -> None:
-    proc = subprocess.run(_command(base, workdir), env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        _command(base, workdir), env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def _interrupt(base, env, workdir, sig, after_step) -> subprocess.CompletedProcess:
     """Starts a run and sends ``sig`` once step ``after_step`` is logged."""
-    proc = subprocess.Popen(_command(base, workdir), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _command(base, workdir), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 900
     try:
         while time.time() < deadline and proc.poll() is None:
-            if (workdir / "metrics.jsonl").exists() and max(_losses(workdir), default=0) >= after_step:
+            if (workdir / "metrics.jsonl").exists() and max(
+                _losses(workdir), default=0
+            ) >= after_step:
                 proc.send_signal(sig)
                 break
             time.sleep(0.2)
@@ -110,8 +121,9 @@ def test_sigterm_saves_and_restart_replays_bitwise(env, uninterrupted):
 
 
 def test_config_typo_fails_naming_the_field(tmp_path, capsys):
-    code = etam_main(["train", "--config", CONFIG, "--workdir", str(tmp_path / "w"),
-                      "--config.optimizer.lrr=1"])
+    code = etam_main(
+        ["train", "--config", CONFIG, "--workdir", str(tmp_path / "w"), "--config.optimizer.lrr=1"]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "optimizer.lrr" in err and "lr" in err
@@ -122,7 +134,10 @@ def test_checkpoint_of_another_model_fails_with_both_names(env, uninterrupted, t
     base, child = env
     proc = subprocess.run(
         _command(base, base / "reference") + ["--config.model.name=efficienttam_s"],
-        env=child, capture_output=True, text=True, timeout=600,
+        env=child,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 1
     assert "efficienttam_ti" in proc.stderr and "efficienttam_s" in proc.stderr
@@ -135,9 +150,16 @@ def test_validation_scores_and_overlays_reach_metrics_and_tensorboard(env):
     write_davis(base / "davis", num_videos=1, size=(64, 96), num_frames=4, num_objects=2)
     workdir = base / "validated"
     proc = subprocess.run(
-        _command(base, workdir) + [f"--config.eval.data={base / 'davis'}", "--config.eval.every_steps=2",
-                                   "--config.train.total_steps=2"],
-        env=child, capture_output=True, text=True, timeout=900,
+        _command(base, workdir)
+        + [
+            f"--config.eval.data={base / 'davis'}",
+            "--config.eval.every_steps=2",
+            "--config.train.total_steps=2",
+        ],
+        env=child,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines() if x]

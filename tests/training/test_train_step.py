@@ -82,25 +82,17 @@ def test_nan_guard_skips_and_counts_then_recovers():
     mesh, step, batch = _compiled((1, 1, 1))
     state, _ = _fresh_state(mesh)
     good_params = _numpy(state.params)
-    state = state.replace(
-        params=_with_param(state.params, "no_mem_embed", lambda x: x * np.nan)
-    )
+    state = state.replace(params=_with_param(state.params, "no_mem_embed", lambda x: x * np.nan))
     before = _numpy((state.params, state.opt_state))
     for expected in (1, 2):
         state, metrics = step(state, batch, state.step_key())
         assert not bool(metrics["finite"]) and not np.isfinite(float(metrics["loss"]))
         assert int(state.bad_steps) == expected and int(state.skipped_steps) == expected
-        for got, want in zip(
-            _numpy((state.params, state.opt_state)), before, strict=True
-        ):
-            np.testing.assert_array_equal(
-                got, want
-            )  # NaN where it was NaN, else unchanged
+        for got, want in zip(_numpy((state.params, state.opt_state)), before, strict=True):
+            np.testing.assert_array_equal(got, want)  # NaN where it was NaN, else unchanged
     restored = jax.tree.unflatten(jax.tree.structure(state.params), good_params)
     state = state.replace(
-        params=jax.device_put(
-            restored, jax.tree.map(lambda x: x.sharding, state.params)
-        )
+        params=jax.device_put(restored, jax.tree.map(lambda x: x.sharding, state.params))
     )
     state, metrics = step(state, batch, state.step_key())
     assert bool(metrics["finite"]) and np.isfinite(float(metrics["loss"]))
@@ -111,9 +103,7 @@ def test_nan_guard_skips_and_counts_then_recovers():
     )
     # The optimizer took its first step (lr 0 at warm-up step 0: parameters stay).
     opt_before, opt_after = before[len(good_params) :], _numpy(state.opt_state)
-    assert any(
-        not np.array_equal(a, b) for a, b in zip(opt_after, opt_before, strict=True)
-    )
+    assert any(not np.array_equal(a, b) for a, b in zip(opt_after, opt_before, strict=True))
     assert all(np.isfinite(x).all() for x in opt_after)
 
 
@@ -146,9 +136,7 @@ def _single_device():
 
 # (2, 2, 2) has all three axes at once: batch over data x fsdp, weights over fsdp
 # and tensor; (1, 8, 1) is ZeRO-3 over all 8 devices. A mesh is ~40 s of compile.
-@pytest.mark.parametrize(
-    "shape", [(1, 8, 1), (2, 2, 2)], ids=["fsdp", "dp_fsdp_tensor"]
-)
+@pytest.mark.parametrize("shape", [(1, 8, 1), (2, 2, 2)], ids=["fsdp", "dp_fsdp_tensor"])
 def test_meshes_match_single_device(shape):
     metrics_1, params_1 = _single_device()
     metrics, params = _three_steps(shape)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def blob_batch(batch: int, frames: int, objects: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
+def blob_batch(
+    batch: int, frames: int, objects: int, size: int, seed: int = 0
+) -> dict[str, np.ndarray]:
     """A global batch in the train step's layout (see `data_pipelines.examples`).
 
     Object ``o`` of clip ``b`` is an axis-aligned rectangle that shifts by a few

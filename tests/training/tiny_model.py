@@ -46,9 +46,7 @@ def graphdef(dropout: float) -> nnx.GraphDef:
     return nnx.split(nnx.eval_shape(lambda: build(dropout=dropout)))[0]
 
 
-def train_config(
-    corrections: int = 1, lr: float | None = None
-) -> ml_collections.ConfigDict:
+def train_config(corrections: int = 1, lr: float | None = None) -> ml_collections.ConfigDict:
     """A training config: default prompts/losses, SA-V optimizer with a short warm-up."""
     cfg = ml_collections.ConfigDict()
     cfg.seed = 0

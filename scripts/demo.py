@@ -101,8 +101,7 @@ def main() -> int:
     ]
     if args.steps:
         train += [
-            f"--config.train.total_steps={args.steps}",
-            f"--config.optimizer.total_steps={args.steps}",
+            f"--config.train.total_steps={args.steps}",  # the lr schedule follows
             f"--config.eval.every_steps={args.steps}",
         ]
     run(*train)

@@ -70,7 +70,7 @@ def _base_config() -> ml_collections.ConfigDict:
             "clip_norm": 0.1,  # global norm; 0 disables
             "schedule": "cosine",  # cosine | rsqrt | constant
             "warmup_steps": 15_000,
-            "total_steps": 300_000,
+            "total_steps": 0,  # 0: the run's ``train.total_steps`` (`for_run`)
             "cosine_end_factor": 0.1,  # SAM 2: cosine to lr / 10
             "rsqrt_timescale": 10_000,
             "cooldown_steps": 0,  # rsqrt only: linear to 0 over the last steps
@@ -86,20 +86,19 @@ def _base_config() -> ml_collections.ConfigDict:
 
 
 def _sa1b_overrides() -> dict:
-    # Paper, SA-1B stage: 90k steps, AdamW lr 4e-4, wd 0.1, reciprocal-sqrt,
-    # layer decay 0.8. The warm-up length is SAM 2's (1k), not stated there.
+    # Paper, SA-1B stage (90k steps: the config's train.total_steps): AdamW
+    # lr 4e-4, wd 0.1, reciprocal-sqrt, layer decay 0.8. The warm-up length is SAM 2's (1k), not stated there.
     return {
         "lr": 4e-4,
         "encoder_lr": 4e-4,
         "layer_decay": 0.8,
         "schedule": "rsqrt",
         "warmup_steps": 1_000,
-        "total_steps": 90_000,
     }
 
 
 def _sav_overrides() -> dict:
-    # Paper, video stage (SA-V + 10% SA-1B): 300k steps, lr 6e-5 image
+    # Paper, video stage (SA-V + 10% SA-1B; 300k steps): lr 6e-5 image
     # encoder / 3e-4 rest, cosine with 15k warm-up; SAM 2: layer decay 0.9.
     return {}
 
@@ -116,12 +115,31 @@ def get_optimizer_config(preset: str = "sav") -> ml_collections.ConfigDict:
     return cfg
 
 
+def for_run(cfg: ml_collections.ConfigDict, train_steps: int) -> ml_collections.ConfigDict:
+    """The optimizer config of a run of ``train_steps`` steps: a copy whose
+    ``total_steps`` is ``train_steps`` unless set (non-zero) in ``cfg``."""
+    cfg = ml_collections.ConfigDict(cfg.to_dict())
+    if not int(cfg.total_steps):
+        cfg.total_steps = int(train_steps)
+    return cfg
+
+
 def make_schedule(cfg: ml_collections.ConfigDict, peak: float) -> optax.Schedule:
     """The lr schedule peaking at ``peak``: linear warm-up from 0, then
     ``cosine`` to ``peak * cosine_end_factor`` at ``total_steps``, or
     ``rsqrt`` (big_vision's: ``peak / sqrt((step - warmup + timescale) /
     timescale)``, optionally cooled down linearly to 0), or ``constant``."""
     warmup = int(cfg.warmup_steps)
+    if int(cfg.total_steps) <= 0 and (cfg.schedule == "cosine" or int(cfg.cooldown_steps)):
+        raise EtamError(
+            f"optimizer.total_steps is {cfg.total_steps}: the {cfg.schedule} schedule needs the "
+            "run's length (set train.total_steps, or optimizer.total_steps to override it)"
+        )
+    if cfg.schedule == "cosine" and warmup >= int(cfg.total_steps):
+        raise EtamError(
+            f"optimizer.warmup_steps ({warmup}) must be below the cosine schedule's length "
+            f"({cfg.total_steps}: optimizer.total_steps, or train.total_steps when that is 0)"
+        )
     if cfg.schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(
             0.0,

@@ -28,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from etam_jax.training import sharding
 from etam_jax.training.clip_forward import clip_loss
-from etam_jax.training.optimizer import make_optimizer, make_schedule
+from etam_jax.training.optimizer import for_run, make_optimizer, make_schedule
 from etam_jax.training.train_state import TrainState
 
 Batch = Mapping[str, jax.Array]
@@ -41,7 +41,12 @@ def split_trainable(params: nnx.State) -> tuple[nnx.State, nnx.State]:
 
 def make_tx(cfg: ml_collections.ConfigDict, params: nnx.State) -> optax.GradientTransformation:
     """The optimizer of ``cfg.optimizer`` over the trainable part of ``params``."""
-    return make_optimizer(cfg.optimizer, split_trainable(params)[0])
+    return make_optimizer(run_optimizer_config(cfg), split_trainable(params)[0])
+
+
+def run_optimizer_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``cfg.optimizer`` whose ``total_steps`` follows ``cfg.train.total_steps`` unless set."""
+    return for_run(cfg.optimizer, cfg.train.total_steps)
 
 
 def create_state(graphdef, params, tx, seed: int) -> TrainState:
@@ -56,7 +61,7 @@ def _keep_if(finite: jax.Array, new, old):
 
 def make_train_step(cfg: ml_collections.ConfigDict) -> Callable[..., tuple[TrainState, dict]]:
     """The pure train step for a training config (``prompts``, ``loss``, ``optimizer``, ``remat``)."""
-    lr_schedule = make_schedule(cfg.optimizer, cfg.optimizer.lr)
+    lr_schedule = make_schedule(run_optimizer_config(cfg), cfg.optimizer.lr)
 
     def train_step(state: TrainState, batch: Batch, rng: jax.Array):
         trainable, frozen = split_trainable(state.params)

@@ -1,6 +1,6 @@
 """The shared training config: every section ``etam train`` reads, with SAM 2.1 defaults.
 
-Experiment files (``sa1b_ti.py``, ``sav_s.py``, ``demo.py``, ...) call
+Experiment files (``paper.py:stage=sav,model=s``, ``demo.py``, ...) call
 ``get_base(model, stage)`` and change what differs. Any field can be overridden
 on the command line: ``--config.optimizer.lr=1e-4``,
 ``--config.model.memory_attention.pool_window=2``.
@@ -38,13 +38,14 @@ def get_base(model: str, stage: str) -> ml_collections.ConfigDict:
     )
     cfg.train = ml_collections.ConfigDict(
         dict(
-            total_steps=cfg.optimizer.total_steps,
+            # The paper's stage lengths; the lr schedule follows (optimizer.total_steps 0).
+            total_steps={"sa1b": 90_000, "sav": 300_000}[stage],
             log_every=50,
             max_bad_steps=10,  # NaN guard: stop after this many non-finite steps in a row
-            sample_every=1000,  # sample predictions to TensorBoard
         )
     )
     cfg.checkpoint = ml_collections.ConfigDict(
+        # init_from: weights to start from (stage 2: the stage-1 workdir, or a .pt)
         dict(every_steps=2000, keep=3, async_save=True, init_from="")
     )
     cfg.eval = ml_collections.ConfigDict(

@@ -64,8 +64,8 @@ def get_config(arg: str | None = None):
     )
     o = cfg.optimizer
     o.lr, o.encoder_lr, o.schedule = 4e-4, 4e-4, "cosine"
-    o.warmup_steps, o.total_steps, o.layer_decay, o.clip_norm = 50, 1300, 1.0, 1.0
-    cfg.train.total_steps = o.total_steps
+    o.warmup_steps, o.layer_decay, o.clip_norm = 50, 1.0, 1.0
+    cfg.train.total_steps = 1300
     cfg.train.log_every = 25
     cfg.checkpoint.every_steps = 500
     cfg.checkpoint.keep = 2

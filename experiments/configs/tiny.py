@@ -32,8 +32,8 @@ def get_config(arg: str | None = None):
         {"sav": data_defaults.source(weight=1.0, batch_size=1, num_frames=2, max_objects=1)}
     )
     o = cfg.optimizer
-    o.lr, o.encoder_lr, o.schedule, o.warmup_steps, o.total_steps = 1e-3, 1e-3, "cosine", 2, 8
-    cfg.train.total_steps = o.total_steps
+    o.lr, o.encoder_lr, o.schedule, o.warmup_steps = 1e-3, 1e-3, "cosine", 2
+    cfg.train.total_steps = 8
     cfg.train.log_every = 1
     cfg.checkpoint.every_steps = 3
     cfg.checkpoint.async_save = False

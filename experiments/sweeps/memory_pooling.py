@@ -16,7 +16,7 @@ Variants (``etam sweep experiments/sweeps/memory_pooling.py --variant V --data D
 DIR holding ``sa1b/``, ``sav/`` and ``davis/`` as ``etam data synth`` writes them):
 
 - ``full`` (default): ti and s at 1024 with the paper's stage-2 configs
-  (``sav_ti.py`` / ``sav_s.py``), 14 points; evaluated on ``DIR/davis``.
+  (``paper.py:stage=sav,model=ti`` / ``model=s``), 14 points; evaluated on ``DIR/davis``.
 - ``local``: the 7 ti points with ``demo.py`` (the small ti-shaped model
   that trains on generated data in minutes on a CPU) at its 64 px (a 4 x 4
   feature grid: window 2 leaves 2 x 2 tokens per memory frame, window 4 one),
@@ -34,8 +34,8 @@ from etam_jax.sweep.definition import Sweep, pooling_point
 from experiments.configs import demo
 
 CONFIGS = {
-    "efficienttam_ti": "experiments/configs/sav_ti.py",
-    "efficienttam_s": "experiments/configs/sav_s.py",
+    "efficienttam_ti": "experiments/configs/paper.py:stage=sav,model=ti",
+    "efficienttam_s": "experiments/configs/paper.py:stage=sav,model=s",
 }
 DEMO_CONFIG = "experiments/configs/demo.py"
 WINDOWS = (1, 2, 4)
@@ -46,7 +46,6 @@ LOCAL_STEPS = 650  # half the demo's run: 7 points in ~35 min on 2 cores
 _LOCAL = {
     **_DATA,
     "train.total_steps": LOCAL_STEPS,
-    "optimizer.total_steps": LOCAL_STEPS,
     "eval.every_steps": LOCAL_STEPS,
     "eval.at_start": False,
 }
@@ -56,7 +55,6 @@ TINY_CONFIG = "experiments/configs/tiny.py"
 _TINY = {
     "data.sources.sav.path": "{data}/sav",
     "train.total_steps": 2,
-    "optimizer.total_steps": 2,
     "optimizer.warmup_steps": 1,
 }
 

@@ -50,7 +50,7 @@ def test_emit_tpu_runs_the_launcher_with_the_overrides_after_the_separator(capsy
     launcher, overrides = lines[0][:sep], lines[0][sep + 1 :]
     assert launcher == [
         "python", "scripts/launch_tpu.py", "--name", "pod-1", "--zone", "us-east5-a",
-        "--accelerator-type", "v5p-32", "--config", "experiments/configs/sav_s.py",
+        "--accelerator-type", "v5p-32", "--config", "experiments/configs/paper.py:stage=sav,model=s",
         "--workdir", "gs://b/sweep/s_w2_eq5/train", "--spot",
     ]  # fmt: skip
     assert "--config.model.name=efficienttam_s" in overrides
@@ -59,7 +59,10 @@ def test_emit_tpu_runs_the_launcher_with_the_overrides_after_the_separator(capsy
     # The launcher's own parser reads the line as meant.
     opts, _ = import_file(ROOT / "scripts" / "launch_tpu.py", "parse_args").parse_args(lines[0][2:])
     assert (opts.name, opts.accelerator_type, opts.spot) == ("pod-1", "v5p-32", True)
-    assert opts.config == "experiments/configs/sav_s.py" and opts.train_args == tuple(overrides)
+    assert (
+        opts.config == "experiments/configs/paper.py:stage=sav,model=s"
+        and opts.train_args == tuple(overrides)
+    )
 
 
 def test_emit_tpu_without_a_slice_is_an_error(capsys, tmp_path):

@@ -56,7 +56,7 @@ def test_etam_train_accepts_every_override_and_eval_builds_the_same_model(varian
 
 def test_override_flags_name_the_model_fields():
     point = select_points(load_sweep(SWEEP_FILE, "full"), "s_w2_eq6")[0]
-    assert point.config == "experiments/configs/sav_s.py"
+    assert point.config == "experiments/configs/paper.py:stage=sav,model=s"
     flags = override_flags(point.overrides, "/d")
     assert flags == [
         "--config.data.sources.sav.path=/d/sav",

@@ -25,7 +25,7 @@ from etam_jax.models import layers
 from etam_jax.models.variables import Buffer
 from etam_jax.training import checkpoints, sharding
 from etam_jax.training.init_from import init_params_from
-from etam_jax.training.optimizer import get_optimizer_config, make_optimizer
+from etam_jax.training.optimizer import for_run, get_optimizer_config, make_optimizer
 from etam_jax.training.preemption import PreemptionHandler
 from etam_jax.training.train_state import TrainState
 
@@ -54,7 +54,8 @@ def _adamw(params):
 
 
 def _etam_optimizer(params):
-    return make_optimizer(get_optimizer_config("sav"), params)  # clip + masked per-group AdamW
+    # clip + masked per-group AdamW, cosine over the paper's 300k steps
+    return make_optimizer(for_run(get_optimizer_config("sav"), 300_000), params)
 
 
 def _state(mesh, make_tx=_adamw, seed=0, steps=1) -> TrainState:

@@ -88,7 +88,7 @@ def test_labels_of_every_efficienttam_ti_parameter(preset, ti_model):
     # 13 trunk layer ids (0: pos/patch embed, 1-12: blocks; nothing else in the trunk), neck, rest.
     groups = {label.split("/")[0] for label in labels.values()}
     assert groups == {f"trunk_{k}" for k in range(13)} | {"encoder", "rest"}
-    opt_state = jax.eval_shape(opt.make_optimizer(cfg, params).init, params)
+    opt_state = jax.eval_shape(opt.make_optimizer(opt.for_run(cfg, 300_000), params).init, params)
     assert len(opt_state[1].inner_states) == len(set(labels.values()))
 
 
@@ -116,6 +116,27 @@ def test_rsqrt_schedule_closed_form():
         assert math.isclose(
             float(schedule(step)), warm * decay * cool, rel_tol=1e-5, abs_tol=1e-7
         ), step
+
+
+def test_total_steps_follow_the_run_unless_set():
+    """``optimizer.total_steps`` 0 (the presets') is the run's ``train.total_steps``;
+    a non-zero value is kept; a cosine schedule of unknown length is refused."""
+    cfg = opt.get_optimizer_config("sav")
+    cfg.warmup_steps = 10
+    assert cfg.total_steps == 0
+    run = opt.for_run(cfg, 110)
+    assert run.total_steps == 110 and cfg.total_steps == 0  # a copy
+    assert math.isclose(float(opt.make_schedule(run, 2.0)(110)), 0.2, rel_tol=1e-5)
+    cfg.total_steps = 60
+    assert opt.for_run(cfg, 110).total_steps == 60
+    assert math.isclose(float(opt.make_schedule(opt.for_run(cfg, 110), 2.0)(60)), 0.2, rel_tol=1e-5)
+    cfg.total_steps = 0
+    with pytest.raises(EtamError, match="optimizer.total_steps is 0.*train.total_steps"):
+        opt.make_schedule(cfg, 2.0)
+    with pytest.raises(EtamError, match=r"warmup_steps \(10\) must be below .* \(10: "):
+        opt.make_schedule(opt.for_run(cfg, 10), 2.0)
+    rsqrt = opt.get_optimizer_config("sa1b")  # no cooldown: needs no length
+    assert float(opt.make_schedule(rsqrt, 1.0)(rsqrt.warmup_steps)) == pytest.approx(1.0)
 
 
 def test_unknown_schedule_and_preset_fail_clearly():

@@ -155,6 +155,7 @@ def test_validation_scores_and_overlays_reach_metrics_and_tensorboard(env):
             f"--config.eval.data={base / 'davis'}",
             "--config.eval.every_steps=2",
             "--config.train.total_steps=2",
+            "--config.optimizer.warmup_steps=1",  # the schedule follows the 2-step run
         ],
         env=child,
         capture_output=True,

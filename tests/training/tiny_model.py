@@ -55,7 +55,7 @@ def train_config(corrections: int = 1, lr: float | None = None) -> ml_collection
     cfg.loss = losses.default_config()
     cfg.optimizer = get_optimizer_config("sav")
     cfg.optimizer.warmup_steps = 2
-    cfg.optimizer.total_steps = 100
+    cfg.train = ml_collections.ConfigDict(dict(total_steps=100))  # the schedule's length
     if lr is not None:
         cfg.optimizer.lr = cfg.optimizer.encoder_lr = lr
     cfg.remat = False

@@ -1,7 +1,26 @@
-"""Test setup: 8 fake CPU devices, absl flags parsed (grain reads them)."""
+"""Test setup: 8 fake CPU devices, absl flags parsed (grain reads them).
+
+Under pytest-xdist each worker gets its share of the cores: XLA's and torch's
+thread pools otherwise each size themselves to every core, and on a 2-core
+machine two workers spin against each other (measured: `-n 2` no faster than
+one process). Child processes the tests start inherit the limits.
+"""
 
 import os
 
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    _threads = str(max(1, (os.cpu_count() or 1) // _workers))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_name, _threads)
+    if _threads == "1":
+        os.environ["XLA_FLAGS"] = " ".join(
+            [
+                os.environ.get("XLA_FLAGS", "--xla_force_host_platform_device_count=8"),
+                "--xla_cpu_multi_thread_eigen=false",
+                "intra_op_parallelism_threads=1",
+            ]
+        )
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 

@@ -29,14 +29,14 @@ from hydra.utils import instantiate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from etam_jax.models.configs import get_model_config
-from etam_jax.models.memory_attention import MemoryAttention
-from tests.official_reference import (
+from etam_jax.bench.official_model import (
     copy_weights,
     official_config,
     randomize_,
     relative_error,
 )
+from etam_jax.models.configs import get_model_config
+from etam_jax.models.memory_attention import MemoryAttention
 
 
 def _inputs(grid: int, slots: int, valid: int, ptrs: int, batch: int) -> dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ from etam_jax.errors import EtamError
 BENCHMARKS = {
     "track": "etam_jax.bench.track",
     "data": "data_pipelines.bench",
-    "train": "etam_jax.training.bench",
+    "train": "etam_jax.bench.train",
 }
 
 

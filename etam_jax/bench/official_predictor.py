@@ -1,8 +1,8 @@
 """The official PyTorch video predictor, driven with our prompts (parity tests, benchmarks).
 
 Needs torch and the official package (`efficient-track-anything==1.0`,
-module `sam2`) and the official yaml configs (`tests/official_reference.py`
-finds them beside the checkout); imported only by tests and `etam bench track`.
+module `sam2`) and the official yaml configs (`official_model.CONFIG_DIR`
+beside the checkout); imported only by tests and `etam bench track`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from etam_jax.inference.prompts_io import Prompt
+from etam_jax.models import prompt_labels
 
 # As sam2.build_sam.build_sam2_video_predictor(apply_postprocessing=True).
 _POSTPROCESSING = {
@@ -21,30 +22,15 @@ _POSTPROCESSING = {
 }
 
 
-def _official_reference():
-    """`tests/official_reference.py` of this checkout (also when run as the `etam` script)."""
-    import sys
-    from pathlib import Path
-
-    root = str(Path(__file__).resolve().parents[2])
-    if root not in sys.path:
-        sys.path.append(root)
-    try:
-        from tests.official_reference import official_config, randomize_
-    except ModuleNotFoundError as e:
-        raise ImportError(f"the official configs helper needs this source checkout ({e})") from e
-    return official_config, randomize_
-
-
 def build_official_predictor(
     name: str, image_size: int | None = None, seed: int = 0, scheme: str = "replace"
 ):
     """The official `SAM2VideoPredictor` (as its builder sets it up), every weight randomised
-    (`tests/official_reference.randomize_`, `scheme` "replace" or "perturb")."""
+    (`official_model.randomize_`, `scheme` "replace" or "perturb")."""
     import torch
     from hydra.utils import instantiate
 
-    official_config, randomize_ = _official_reference()
+    from etam_jax.bench.official_model import official_config, randomize_
 
     cfg = official_config(name, image_size)
     cfg.model._target_ = "sam2.sam2_video_predictor.SAM2VideoPredictor"
@@ -63,7 +49,7 @@ def add_official_prompt(predictor, state, p: Prompt) -> None:
     pts, lbl = [], []
     if p.box is not None:  # the PyPI 1.0 predictor's box: two corner points first
         pts.append(p.box.reshape(2, 2))
-        lbl.append(np.array([2, 3], np.int32))
+        lbl.append(np.array(prompt_labels.BOX, np.int32))
     if p.points is not None:
         pts.append(p.points)
         lbl.append(p.labels)

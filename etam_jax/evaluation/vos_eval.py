@@ -154,6 +154,18 @@ class VOSEvaluator:
         videos = find_videos(data_dir, split, max_videos)
         return evaluate_videos(videos, self.predict, out_dir, progress=progress, vis=vis)
 
+    def sample_overlays(self, data_dir: str | Path, frames: int = 4) -> list[np.ndarray]:
+        """Predicted masks over the first video's first ``frames`` frames (RGB uint8)."""
+        from etam_jax.inference.overlay import load_rgb, overlay
+
+        video = find_videos(data_dir, max_videos=1)[0]
+        images = []
+        for t, masks in self.predict(video):
+            images.append(overlay(load_rgb(str(video.frame_paths[t])), masks))
+            if len(images) == frames:
+                break
+        return images
+
 
 Predict = Callable[[VOSVideo], Iterable[tuple[int, Mapping[int, np.ndarray]]]]
 

@@ -29,10 +29,9 @@ from flax import nnx
 
 from etam_jax.errors import EtamError
 from etam_jax.inference.image_transforms import preprocess_image, transform_coords
-from etam_jax.inference.resize import resize_bilinear
+from etam_jax.models import prompt_labels
+from etam_jax.models.resize import resize_bilinear
 
-BOX_LABELS = np.array([2, 3], np.int32)  # top-left / bottom-right corner labels
-PAD_LABEL = -1  # "not a point": the official prompt encoder's padding label
 LOW_RES_CLAMP = 32.0  # _predict clamps the returned low-res logits to [-32, 32]
 
 
@@ -235,7 +234,9 @@ class ImagePredictor:
                 coords, labels = coords[None], labels[None]
         if box is not None:
             corners = transform_coords(np.reshape(box, (-1, 2, 2)), self.orig_hw, self.image_size)
-            box_labels = np.broadcast_to(BOX_LABELS, (corners.shape[0], 2))
+            box_labels = np.broadcast_to(
+                np.array(prompt_labels.BOX, np.int32), (corners.shape[0], 2)
+            )
             coords = corners if coords is None else np.concatenate([corners, coords], axis=1)
             labels = box_labels if labels is None else np.concatenate([box_labels, labels], axis=1)
         return coords, labels, self._prep_mask(mask_input)
@@ -297,7 +298,7 @@ def _pad_points(coords, labels, n: int):
     extra = n - coords.shape[1]
     coords = np.concatenate([coords, np.zeros((coords.shape[0], extra, 2), np.float32)], axis=1)
     labels = np.concatenate(
-        [labels, np.full((labels.shape[0], extra), PAD_LABEL, np.int32)], axis=1
+        [labels, np.full((labels.shape[0], extra), prompt_labels.PAD, np.int32)], axis=1
     )
     return coords, labels
 

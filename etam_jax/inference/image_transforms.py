@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from etam_jax.inference.resize import resize_bilinear, resize_image
-
-# As SAM2Transforms: ImageNet mean/std on [0, 1] pixels.
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+from etam_jax.models.image_normalization import IMAGENET_MEAN, IMAGENET_STD
+from etam_jax.models.resize import resize_bilinear, resize_image
 
 
 def preprocess_image(image: np.ndarray, image_size: int) -> np.ndarray:

@@ -37,7 +37,7 @@ from etam_jax.inference.mask_rle import (
     rle_to_mask,
 )
 from etam_jax.inference.mask_scores import mask_boxes, stability_score
-from etam_jax.inference.resize import resize_bilinear
+from etam_jax.models.resize import resize_bilinear
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 

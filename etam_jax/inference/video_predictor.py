@@ -30,7 +30,8 @@ from flax import nnx
 
 from etam_jax.errors import EtamError
 from etam_jax.inference.frames import VideoFrames
-from etam_jax.inference.resize import resize_bilinear
+from etam_jax.models import prompt_labels
+from etam_jax.models.resize import resize_bilinear
 from etam_jax.models.tracker import Tracker
 
 
@@ -279,7 +280,7 @@ class VideoPredictor:
         pts, lbl = [], []
         if p.box is not None:
             pts.append(p.box.reshape(2, 2))
-            lbl.append(np.array([2, 3], np.int32))
+            lbl.append(np.array(prompt_labels.BOX, np.int32))
         if p.points is not None:
             pts.append(p.points)
             lbl.append(p.labels)

@@ -58,15 +58,21 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
-from etam_jax.inference.resize import resize_bilinear
 from etam_jax.models import memory_bank as mb
 from etam_jax.models.efficienttam import EfficientTAM
-from etam_jax.models.sam_heads import SamOutputs, forward_sam_heads, use_mask_as_output
+from etam_jax.models.memory_conditioning import condition_on_bank
+from etam_jax.models.resize import resize_bilinear
+from etam_jax.models.sam_heads import (
+    MULTIMASK_MAX_POINTS,
+    SamOutputs,
+    forward_sam_heads,
+    use_mask_as_output,
+)
 
 # Official tracker flags, equal in all eight configs (and the video predictor's overrides).
 MULTIMASK_OUTPUT_IN_SAM = True
 MULTIMASK_OUTPUT_FOR_TRACKING = True
-MULTIMASK_MIN_PT_NUM, MULTIMASK_MAX_PT_NUM = 0, 1
+MULTIMASK_MIN_PT_NUM, MULTIMASK_MAX_PT_NUM = 0, MULTIMASK_MAX_POINTS
 PREV_LOGITS_CLAMP = 32.0  # sam2_video_predictor.add_new_points
 
 
@@ -92,29 +98,12 @@ def _broadcast(frame: FrameFeatures, batch: int) -> tuple[jax.Array, jax.Array]:
     return jnp.broadcast_to(frame.features, shape), jnp.broadcast_to(frame.pos, shape)
 
 
-def _maskmem_pos_enc(model: EfficientTAM, grid: int) -> jax.Array:
-    """[1, g, g, 64] memory position encoding (constant across frames, as the predictor caches it)."""
-    return model.memory_encoder.position_encoding(
-        jnp.zeros((1, grid, grid, model.memory_encoder.out_dim))
-    )
-
-
 def _conditioned(model, bank, frame, frame_idx, num_frames, reverse, is_init_cond: bool):
     """Features with memory (``_prepare_memory_conditioned_features``) for bank rows."""
     features, pos = _broadcast(frame, bank.cond_valid.shape[0])
     if is_init_cond:
         return model.add_no_memory(features)
-    memories = mb.select_memories(
-        bank,
-        frame_idx,
-        reverse,
-        num_frames,
-        num_maskmem=model.num_maskmem,
-        max_obj_ptrs=model.max_obj_ptrs_in_encoder,
-    )
-    return model.condition_on_memory(
-        features, pos, memories, _maskmem_pos_enc(model, features.shape[1])
-    )
+    return condition_on_bank(model, bank, features, pos, frame_idx, num_frames, reverse)
 
 
 def _prompt(

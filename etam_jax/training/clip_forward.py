@@ -28,20 +28,19 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from etam_jax.inference.image_transforms import IMAGENET_MEAN, IMAGENET_STD
 from etam_jax.models import memory_bank as mb
 from etam_jax.models.efficienttam import EfficientTAM
-from etam_jax.models.sam_heads import MASK_OUT_BIAS, MASK_OUT_SCALE, use_mask_as_output
-from etam_jax.models.tracker import _maskmem_pos_enc
+from etam_jax.models.image_normalization import normalize_uint8
+from etam_jax.models.memory_conditioning import condition_on_bank
+from etam_jax.models.sam_heads import (
+    MASK_OUT_BIAS,
+    MASK_OUT_SCALE,
+    RowHeadOutputs,
+    sam_heads_per_row,
+    use_mask_as_output,
+)
 from etam_jax.training import losses
 from etam_jax.training import prompt_simulation as ps
-from etam_jax.training.train_heads import TrainHeadOutputs, train_sam_heads
-
-
-def normalize_frames(frames: jax.Array) -> jax.Array:
-    """uint8 ``[..., S, S, 3]`` -> ImageNet-normalised float32, as SAM2Transforms."""
-    x = frames.astype(jnp.float32) / 255.0
-    return (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
 
 
 def bank_sizes(num_frames: int, model: EfficientTAM, prompts: ml_collections.ConfigDict):
@@ -56,11 +55,11 @@ def _rows(x: jax.Array, objects: int) -> jax.Array:
     return jnp.repeat(x, objects, axis=0)
 
 
-def _mask_branch(model, raw, gt) -> TrainHeadOutputs:
+def _mask_branch(model, raw, gt) -> RowHeadOutputs:
     """``_use_mask_as_output``: the GT mask is the output (frames prompted with a mask)."""
     out = use_mask_as_output(model, raw, gt[:, None].astype(jnp.float32))
     three = jnp.repeat(out.low_res_multimasks, 3, axis=1)
-    return TrainHeadOutputs(
+    return RowHeadOutputs(
         three,
         jnp.repeat(out.ious, 3, axis=1),
         out.low_res_masks,
@@ -85,7 +84,7 @@ class _Frame:
         self.mask_prompt = plan.mask_prompt[t]
 
 
-def _high_res(model, out: TrainHeadOutputs, frame: _Frame, multi: bool) -> jax.Array:
+def _high_res(model, out: RowHeadOutputs, frame: _Frame, multi: bool) -> jax.Array:
     """Image-size logits ``[N, 3 or 1, S, S]``. A GT-mask prompt's output is the exact
     +-10 mask (``_use_mask_as_output``'s ``high_res_masks``, which the loss and the
     memory encoder see), not the upsampled low-res mask."""
@@ -95,7 +94,7 @@ def _high_res(model, out: TrainHeadOutputs, frame: _Frame, multi: bool) -> jax.A
     return jnp.where(frame.mask_prompt, jnp.broadcast_to(exact, resized.shape), resized)
 
 
-def _loss_terms(model, out: TrainHeadOutputs, frame: _Frame, num_objects, cfg):
+def _loss_terms(model, out: RowHeadOutputs, frame: _Frame, num_objects, cfg):
     """Unweighted loss components (dict of scalars) of one prediction step."""
     _, parts = losses.multistep_losses(
         _high_res(model, out, frame, multi=True),
@@ -114,17 +113,17 @@ def _features(model, bank, frame: _Frame, plan, num_frames, key):
     (in training mode: its dropout, driven by ``key``, as the official ``train()``)."""
 
     def with_memory(raw):
-        memories = mb.select_memories(
+        features = condition_on_bank(
+            model,
             bank,
+            raw,
+            frame.pos,
             frame.t,
-            False,
             num_frames,
-            num_maskmem=model.num_maskmem,
-            max_obj_ptrs=model.max_obj_ptrs_in_encoder,
             pointers_past_only=False,
+            dropout_rng=key,
         )
-        pos_enc = _maskmem_pos_enc(model, raw.shape[1])
-        return model.condition_on_memory(raw, frame.pos, memories, pos_enc, key).astype(raw.dtype)
+        return features.astype(raw.dtype)
 
     def without_memory(raw):
         return model.add_no_memory(raw).astype(raw.dtype)
@@ -134,11 +133,11 @@ def _features(model, bank, frame: _Frame, plan, num_frames, key):
     return jax.lax.cond(plan.is_init_cond[frame.t], without_memory, with_memory, frame.raw)
 
 
-def _corrections(model, features, frame: _Frame, first: TrainHeadOutputs, key, num_objects, cfg):
+def _corrections(model, features, frame: _Frame, first: RowHeadOutputs, key, num_objects, cfg):
     """``_iter_correct_pt_sampling``: click, predict with the last mask as input, repeat."""
 
     def predict(coords, labels, low_res):
-        out = train_sam_heads(model, features, coords, labels, low_res)
+        out = sam_heads_per_row(model, features, coords, labels, low_res)
         parts = _loss_terms(model, out, frame, num_objects, cfg)
         return out.high_res_masks(model.image_size)[:, 0], out.low_res_masks, (out, parts)
 
@@ -163,7 +162,7 @@ def _frame_step(model, batch, feats, pos, plan, key, num_objects, cfg, bank, t):
     features = _features(model, bank, frame, plan, num_frames, jax.random.fold_in(key, 1))
 
     def from_prompt(_):
-        return train_sam_heads(model, features, frame.coords, frame.labels, None)
+        return sam_heads_per_row(model, features, frame.coords, frame.labels, None)
 
     first = jax.lax.cond(
         plan.mask_prompt[t], lambda _: _mask_branch(model, frame.raw, frame.gt), from_prompt, None
@@ -184,7 +183,7 @@ def _frame_step(model, batch, feats, pos, plan, key, num_objects, cfg, bank, t):
     return bank, parts
 
 
-def _memorise(model, bank, frame: _Frame, out: TrainHeadOutputs, is_cond):
+def _memorise(model, bank, frame: _Frame, out: RowHeadOutputs, is_cond):
     """``_encode_new_memory`` (sigmoid of the final mask, training mode) into the bank."""
     rows = frame.raw.shape[0]
     high_res = _high_res(model, out, frame, multi=False)
@@ -224,7 +223,7 @@ def clip_loss(
     k_plan, k_frames = jax.random.split(key)
     if plan is None:
         plan = ps.sample_initial_prompts(k_plan, batch["masks"], cfg.prompts)
-    enc = model.forward_image(normalize_frames(batch["frames"]).reshape(b * t, s, s, 3))
+    enc = model.forward_image(normalize_uint8(batch["frames"]).reshape(b * t, s, s, 3))
     feats, pos = (
         enc[k].reshape((b, t) + enc[k].shape[1:]) for k in ("vision_features", "vision_pos_enc")
     )

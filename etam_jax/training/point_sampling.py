@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-BOX_LABELS = (2, 3)  # top-left, bottom-right corner (sample_box_points)
+from etam_jax.models import prompt_labels
 
 
 def uniform_noise(key: Array, shape: tuple[int, ...]) -> Array:
@@ -53,7 +53,7 @@ def sample_box_points(
     jitter = 2 * uniform_noise(key, box.shape) - 1
     box = box + jitter * jnp.stack([max_dx, max_dy, max_dx, max_dy], axis=-1)
     box = jnp.clip(box, 0.0, jnp.array([w - 1, h - 1, w - 1, h - 1], jnp.float32))
-    labels = jnp.broadcast_to(jnp.array(BOX_LABELS, jnp.int32), (*masks.shape[:-2], 2))
+    labels = jnp.broadcast_to(jnp.array(prompt_labels.BOX, jnp.int32), (*masks.shape[:-2], 2))
     return box.reshape(*masks.shape[:-2], 2, 2), labels
 
 

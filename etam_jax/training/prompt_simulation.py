@@ -34,6 +34,7 @@ from flax import struct
 from jaxtyping import Array, Bool, Float, Int
 
 from etam_jax.errors import EtamError
+from etam_jax.models import prompt_labels
 from etam_jax.training.point_sampling import (
     sample_box_points,
     sample_points_from_errors,
@@ -41,7 +42,7 @@ from etam_jax.training.point_sampling import (
 )
 
 NUM_INIT_SLOTS = 2  # a box's two corners, or one click and one padding point
-PAD_LABEL = -1
+PAD_LABEL = prompt_labels.PAD
 
 
 def default_config() -> ml_collections.ConfigDict:

@@ -238,22 +238,11 @@ class Trainer:
         )
         row = {"val_J&F": summary["J&F"], "val_J": summary["J"], "val_F": summary["F"]}
         self.writer.write(step, row)
-        self.writer.images(step, "val_predictions", self._sample_overlays())
+        self.writer.images(
+            step, "val_predictions", self.evaluator.sample_overlays(self.cfg.eval.data)
+        )
         log.info("step %d: validation J&F %.4f", step, summary["J&F"])
         return row
-
-    def _sample_overlays(self, frames: int = 4) -> list[np.ndarray]:
-        """Predicted masks over the first validation video's first frames (for TensorBoard)."""
-        from etam_jax.evaluation.vos_eval import find_videos  # pylint: disable=import-outside-toplevel
-        from etam_jax.inference.overlay import load_rgb, overlay  # pylint: disable=import-outside-toplevel
-
-        video = find_videos(self.cfg.eval.data, max_videos=1)[0]
-        images = []
-        for t, masks in self.evaluator.predict(video):
-            images.append(overlay(load_rgb(str(video.frame_paths[t])), masks))
-            if len(images) == frames:
-                break
-        return images
 
 
 class _Window:

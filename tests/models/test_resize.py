@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from etam_jax.inference.resize import bilinear_weights, resize_bilinear, resize_image
+from etam_jax.models.resize import bilinear_weights, resize_bilinear, resize_image
 from tests.inference.torchvision_shim import Resize as ShimResize
 
 SIZES = [

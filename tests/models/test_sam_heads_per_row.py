@@ -1,4 +1,4 @@
-"""train_heads.train_sam_heads (padded points, multimask choice per row, traced)
+"""sam_heads.sam_heads_per_row (padded points, multimask choice per row, traced)
 against the static-flag sam_heads.forward_sam_heads on each row alone with only
 its official prompt tokens."""
 
@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from etam_jax.models.sam_heads import forward_sam_heads
-from etam_jax.training.train_heads import official_prompt_tokens, train_sam_heads
+from etam_jax.models.sam_heads import forward_sam_heads, official_prompt_tokens, sam_heads_per_row
 from tests.training import tiny_model
 
 GRID = tiny_model.SIZE // 16
@@ -56,7 +55,7 @@ def heads():
     @jax.jit
     def run(params, feats, coords, labels, mask_in):
         model = nnx.merge(graphdef, params)
-        train = train_sam_heads(model, feats, coords, labels, mask_in)
+        train = sam_heads_per_row(model, feats, coords, labels, mask_in)
         static = []
         for i, (slots, multi) in enumerate(zip(real, multimask, strict=True)):
             points = None if slots is None else (coords[i : i + 1, slots], labels[i : i + 1, slots])
@@ -74,7 +73,7 @@ def _close(got, want, what):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_train_heads_match_static_heads_per_row(heads, seed):
+def test_per_row_heads_match_static_heads_per_row(heads, seed):
     params, run = heads
     rng = np.random.default_rng(seed)
     feats = rng.standard_normal((5, GRID, GRID, 256)).astype(np.float32)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from etam_jax.inference.image_transforms import IMAGENET_MEAN, IMAGENET_STD
-from etam_jax.inference.resize import resize_bilinear
 from etam_jax.models import memory_bank as mb
+from etam_jax.models.image_normalization import IMAGENET_MEAN, IMAGENET_STD
+from etam_jax.models.memory_conditioning import condition_on_bank
+from etam_jax.models.resize import resize_bilinear
 from etam_jax.models.sam_heads import forward_sam_heads, use_mask_as_output
-from etam_jax.models.tracker import _maskmem_pos_enc
 from etam_jax.training import prompt_simulation as ps
 from etam_jax.training.clip_forward import clip_loss
 from tests.training import tiny_model
@@ -133,17 +133,9 @@ def _points(model, raw, coords, labels, multimask):
 
 def _tracked(model, bank, raw, pos, t):
     """A frame without prompts conditioned on memory (every conditioning pointer read)."""
-    memories = mb.select_memories(
-        bank,
-        t,
-        False,
-        T,
-        num_maskmem=model.num_maskmem,
-        max_obj_ptrs=model.max_obj_ptrs_in_encoder,
-        pointers_past_only=False,
+    features = condition_on_bank(
+        model, bank, _rows(raw), _rows(pos), t, T, pointers_past_only=False
     )
-    pos_enc = _maskmem_pos_enc(model, raw.shape[1])
-    features = model.condition_on_memory(_rows(raw), _rows(pos), memories, pos_enc)
     return _heads(model, features, None, None, True)  # no points: the official padding
 
 

@@ -6,7 +6,10 @@
    interleaving images and clips, jitted sharded steps, Orbax checkpoints,
    metrics.jsonl and TensorBoard under ``OUT/run``; validation J&F on the
    held-out videos before training and at the end.
-3. Prints the validation J&F before and after, and writes ``OUT/summary.json``.
+3. ``etam eval --baseline copy-first-mask`` on the same held-out videos: what
+   copying each first-frame mask to every frame scores (a tracker must beat it).
+4. Prints the validation J&F before and after beside the baseline, and writes
+   ``OUT/summary.json``.
 
     python scripts/demo.py --out demo_out [--steps N]
 
@@ -105,10 +108,17 @@ def main() -> int:
             f"--config.eval.every_steps={args.steps}",
         ]
     run(*train)
+    baseline_dir = args.out / "copy_first_mask"
+    if not (baseline_dir / "summary.json").exists():
+        shutil.rmtree(baseline_dir, ignore_errors=True)
+        baseline = ["eval", "--baseline", "copy-first-mask", "--data", str(val / "davis")]
+        run(*etam, *baseline, "--out", str(baseline_dir), "--no-progress")
+    copy_first = json.loads((baseline_dir / "summary.json").read_text())["J&F"]
     scores = validation_scores(workdir)
     summary = {
         "val_J&F_before": scores[0][1] if scores else None,
         "val_J&F_after": scores[-1][1] if scores else None,
+        "copy_first_mask_J&F": copy_first,
         "val_J&F_by_step": scores,
         "workdir": str(workdir),
         "seconds": round(time.time() - start, 1),

@@ -1,4 +1,4 @@
-"""`etam bench track|data|train`: each benchmark lives in its own module with ``main(argv)``."""
+"""`etam bench track|data|train|memory-attention`: each benchmark lives in its own module with ``main(argv)``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ BENCHMARKS = {
     "track": "etam_jax.bench.track",
     "data": "data_pipelines.bench",
     "train": "etam_jax.bench.train",
+    "memory-attention": "etam_jax.bench.memory_attention",
 }
 
 

@@ -15,8 +15,11 @@ import types
 from pathlib import Path
 
 import torch
+from flax import nnx
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from etam_jax.convert.naming import iter_leaves
 
 try:
     import sam2_training_ref
@@ -76,3 +79,44 @@ def lr_and_wd_per_parameter(
         for p in group["params"]:
             group_of[id(p)] = (float(group["lr"]), float(group["weight_decay"]))
     return {name: group_of[id(p)] for name, p in model.named_parameters()}
+
+
+def build_sam2_train(official: torch.nn.Module, model_cfg: DictConfig, **flags) -> torch.nn.Module:
+    """SAM 2.1's ``SAM2Train`` around EfficientTAM's image encoder, memory attention
+    and memory encoder (the modules of ``official``, an EfficientTAM ``SAM2Base``),
+    with every other flag from EfficientTAM's yaml (``model_cfg``, the ``model``
+    node) and the training flags ``flags``; the heads and embeddings SAM2Base builds
+    itself get ``official``'s weights (loaded strictly), in training mode."""
+    from sam2_training_ref.training.model.sam2 import SAM2Train
+
+    skip = {"_target_", "image_encoder", "memory_attention", "memory_encoder"}
+    skip |= {"compile_image_encoder"}
+    yaml_flags = {k: v for k, v in OmegaConf.to_container(model_cfg).items() if k not in skip}
+    # SAM 2.1's SAM2Base reads the hidden width from ``neck.d_model``; EfficientTAM's
+    # ViTDetNeck takes d_model but does not keep it.
+    official.image_encoder.neck.d_model = model_cfg.image_encoder.neck.d_model
+    model = SAM2Train(
+        official.image_encoder,
+        official.memory_attention,
+        official.memory_encoder,
+        **yaml_flags,
+        **flags,
+    )
+    model.load_state_dict(official.state_dict(), strict=True)
+    return model.train()
+
+
+def flat_state(state) -> dict:
+    """An nnx.State as {dotted name: value}."""
+    return {".".join(map(str, p)): v.get_value() for p, v in nnx.to_flat_state(state)}
+
+
+def torch_names(ours) -> dict[str, tuple[str, tuple[int, ...] | None]]:
+    """Our dotted parameter name -> (torch name, axes ours -> torch)."""
+    nodes = dict(nnx.iter_graph(ours))
+    out = {}
+    for leaf in iter_leaves(ours):
+        if isinstance(leaf.variable, nnx.Param):
+            path = next(p for p, n in nodes.items() if n is leaf.variable)
+            out[".".join(map(str, path))] = (leaf.torch_key, leaf.to_torch_axes)
+    return out

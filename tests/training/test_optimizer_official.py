@@ -29,15 +29,16 @@ import torch
 from flax import nnx
 from omegaconf import OmegaConf
 
-from etam_jax.convert.naming import iter_leaves
 from etam_jax.models.build import build_model
 from etam_jax.training import optimizer as opt
 from tests.official_reference import build_official, copy_weights
 from tests.official_training_reference import (
     add_vit_layer_ids_,
+    flat_state,
     lr_and_wd_per_parameter,
     optimizer,
     reference_optimizer,
+    torch_names,
     training_config,
 )
 
@@ -52,22 +53,6 @@ def models():
     ours = build_model(NAME, image_size=SIZE, rngs=nnx.Rngs(0))
     copy_weights(ours, official)
     return official, ours
-
-
-def flat_state(state) -> dict:
-    """An nnx.State as {dotted name: value}."""
-    return {".".join(map(str, p)): v.get_value() for p, v in nnx.to_flat_state(state)}
-
-
-def torch_names(ours) -> dict[str, tuple[str, tuple[int, ...] | None]]:
-    """Our dotted parameter name -> (torch name, axes ours -> torch)."""
-    nodes = dict(nnx.iter_graph(ours))
-    out = {}
-    for leaf in iter_leaves(ours):
-        if isinstance(leaf.variable, nnx.Param):
-            path = next(p for p, n in nodes.items() if n is leaf.variable)
-            out[".".join(map(str, path))] = (leaf.torch_key, leaf.to_torch_axes)
-    return out
 
 
 def _schedulers(kind: str, peak: str, warmup: float) -> list:

@@ -1,8 +1,9 @@
 """The README demo: train a small EfficientTAM on generated data and show that it learns.
 
-1. ``etam data synth``: SA-1B-style image shards and SA-V-style clips (training),
-   and held-out DAVIS-layout videos (validation), all in the real file formats.
-2. ``etam train --config experiments/configs/demo.py``: Grain pipelines
+1. ``etam train --config experiments/configs/demo.py`` with no data paths: the
+   config generates its data (``etam data synth``'s SA-1B-style image shards and
+   SA-V-style clips, and held-out DAVIS-layout videos, in the real file formats)
+   under ``OUT/run/generated_data``; then Grain pipelines
    interleaving images and clips, jitted sharded steps, Orbax checkpoints,
    metrics.jsonl and TensorBoard under ``OUT/run``; validation J&F on the
    held-out videos before training and at the end.
@@ -26,11 +27,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-# Objects ~1.6x the synth default (radii 16-35% of the frame's shorter side): at
-# 64 px the image encoder's grid is 4 x 4 tokens, and default-sized objects cover
-# about one token each.
-OBJECT_SCALE = "1.6"
 
 
 def run(*args: str) -> None:
@@ -58,50 +54,9 @@ def main() -> int:
         shutil.rmtree(args.out, ignore_errors=True)
     etam = [sys.executable, "-m", "etam_jax.cli"]
     start = time.time()
-    data, val, workdir = args.out / "data", args.out / "val", args.out / "run"
-    if not (data / "sav").exists():
-        run(
-            *etam,
-            "data",
-            "synth",
-            "--out",
-            str(data),
-            "--kinds",
-            "sa1b,sav",
-            "--seed",
-            "0",
-            "--count",
-            "96",
-            "--object-scale",
-            OBJECT_SCALE,
-        )
-    if not (val / "davis").exists():
-        run(
-            *etam,
-            "data",
-            "synth",
-            "--out",
-            str(val),
-            "--kinds",
-            "davis",
-            "--seed",
-            "1",
-            "--count",
-            "3",
-            "--object-scale",
-            OBJECT_SCALE,
-        )
-    train = [
-        *etam,
-        "train",
-        "--config",
-        "experiments/configs/demo.py",
-        "--workdir",
-        str(workdir),
-        f"--config.data.sources.sav.path={data / 'sav'}",
-        f"--config.data.sources.sa1b.path={data / 'sa1b'}",
-        f"--config.eval.data={val / 'davis'}",
-    ]
+    workdir = args.out / "run"
+    # No data paths: the demo config generates its data under RUN/generated_data.
+    train = [*etam, "train", "--config", "experiments/configs/demo.py", "--workdir", str(workdir)]
     if args.steps:
         train += [
             f"--config.train.total_steps={args.steps}",  # the lr schedule follows
@@ -111,7 +66,13 @@ def main() -> int:
     baseline_dir = args.out / "copy_first_mask"
     if not (baseline_dir / "summary.json").exists():
         shutil.rmtree(baseline_dir, ignore_errors=True)
-        baseline = ["eval", "--baseline", "copy-first-mask", "--data", str(val / "davis")]
+        baseline = [
+            "eval",
+            "--baseline",
+            "copy-first-mask",
+            "--data",
+            str(workdir / "generated_data" / "val" / "davis"),
+        ]
         run(*etam, *baseline, "--out", str(baseline_dir), "--no-progress")
     copy_first = json.loads((baseline_dir / "summary.json").read_text())["J&F"]
     scores = validation_scores(workdir)

@@ -37,14 +37,17 @@ def main(argv: list[str]) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("absl").setLevel(logging.WARNING)
+    import jax
+
+    from etam_jax.training.generated_data import fill_generated_paths
     from etam_jax.training.train_loop import Trainer
+
+    fill_generated_paths(cfg, args.workdir, jax.process_count())
 
     try:
         last = Trainer(cfg, args.workdir).run()
     finally:
         if multi:  # a clean exit of every process (a coordinator left alone can hang at exit)
-            import jax
-
             jax.distributed.shutdown()
     if last:
         print(json.dumps(last, default=str))

@@ -2,7 +2,8 @@
 
 SA-V-style clips interleaved with SA-1B-style images (``etam data synth``),
 validation J&F on held-out generated DAVIS-layout videos before and after
-training. ``scripts/demo.sh`` runs it::
+training. ``etam train --config experiments/configs/demo.py --workdir RUN`` alone
+generates that data under ``RUN/generated_data``; ``scripts/demo.sh`` runs it as::
 
     etam data synth --out DATA --kinds sa1b,sav --seed 0 --count 96 --object-scale 1.6
     etam data synth --out VAL --kinds davis --seed 1 --count 3 --object-scale 1.6
@@ -19,11 +20,15 @@ layers. Same parameter names, so it converts to PyTorch like the others.
 
 from __future__ import annotations
 
+import ml_collections
+
 from experiments.configs import data_defaults
 from experiments.configs.base import get_base
 
 SIZE = 64
 WIDTH = 64
+# Objects ~1.6x the synth default: at 64 px the encoder's grid is 4 x 4 tokens.
+OBJECT_SCALE = 1.6
 
 
 def get_config(arg: str | None = None):
@@ -61,6 +66,14 @@ def get_config(arg: str | None = None):
     )
     cfg.data.sources.sa1b = data_defaults.source(
         weight=0.2, batch_size=4, num_frames=1, max_objects=4
+    )
+    # Without data paths, `etam train` generates this data under WORKDIR/generated_data
+    # (scripts/demo.sh makes the same folders itself).
+    recipe = lambda kinds, seed, count: dict(
+        kinds=kinds, seed=seed, count=count, object_scale=OBJECT_SCALE
+    )
+    cfg.data.generated = ml_collections.ConfigDict(
+        dict(train=recipe("sa1b,sav", 0, 96), val=recipe("davis", 1, 3))
     )
     o = cfg.optimizer
     o.lr, o.encoder_lr, o.schedule = 4e-4, 4e-4, "cosine"

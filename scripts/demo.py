@@ -10,7 +10,7 @@
 3. ``etam eval --baseline copy-first-mask`` on the same held-out videos: what
    copying each first-frame mask to every frame scores (a tracker must beat it).
 4. Prints the validation J&F before and after beside the baseline, and writes
-   ``OUT/summary.json``.
+   ``OUT/summary.json`` and ``OUT/curves.png`` (losses and validation J&F by step).
 
     python scripts/demo.py --out demo_out [--steps N]
 
@@ -27,6 +27,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from etam_jax.training.run_plot import plot_run  # noqa: E402
 
 
 def run(*args: str) -> None:
@@ -76,12 +80,14 @@ def main() -> int:
         run(*etam, *baseline, "--out", str(baseline_dir), "--no-progress")
     copy_first = json.loads((baseline_dir / "summary.json").read_text())["J&F"]
     scores = validation_scores(workdir)
+    curves = plot_run(workdir / "metrics.jsonl", args.out / "curves.png", baseline=copy_first)
     summary = {
         "val_J&F_before": scores[0][1] if scores else None,
         "val_J&F_after": scores[-1][1] if scores else None,
         "copy_first_mask_J&F": copy_first,
         "val_J&F_by_step": scores,
         "workdir": str(workdir),
+        "curves_png": str(curves),
         "seconds": round(time.time() - start, 1),
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -39,6 +39,7 @@ LONGEST_FIRST = (
     "tests/sweep/test_sweep_e2e.py",
     "tests/inference/test_track_prompt_matrix.py",
     "tests/training/test_train_step.py",
+    "tests/training/test_train_step_official.py",
     "tests/inference/test_segment_prompt_matrix.py",
     "tests/bench/test_bench_train.py",
     "tests/models/test_tracker.py",

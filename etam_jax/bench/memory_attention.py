@@ -35,7 +35,7 @@ from etam_jax.bench.report import report_header, write_report
 from etam_jax.errors import EtamError
 from etam_jax.models.configs import MODEL_NAMES, POOL_CORRECTIONS, feature_grid, get_model_config
 from etam_jax.models.memory_attention import MemoryAttention
-from etam_jax.models.pooled_attention import check_pooling
+from etam_jax.models.pooled_attention import check_pooling, key_buffer_length
 from etam_jax.sweep.cost import bank_shapes, memory_attention_flops, random_inputs
 
 WHAT = "memory-attention"
@@ -98,7 +98,7 @@ def key_buffer(cfg: ml_collections.ConfigDict) -> dict:
     """Spatial keys a query attends to with a full bank, and how many of them are padding."""
     n, slots, window = feature_grid(cfg) ** 2, cfg.num_maskmem, cfg.memory_attention.pool_window
     pooled = slots * n // window**2
-    buffer = pooled if window == 1 else max(n, pooled)
+    buffer = key_buffer_length(slots, n, window)
     return {"pooled_keys": pooled, "key_buffer": buffer, "padding_keys": buffer - pooled}
 
 
@@ -124,9 +124,8 @@ def _ours(cfg: ml_collections.ConfigDict, official) -> tuple:
         from etam_jax.bench.official_model import copy_weights
 
         copy_weights(model, official)
-        graphdef, params = nnx.split(model)
-    else:
-        graphdef, params = nnx.split(model)
+    graphdef, params = nnx.split(model)
+    if official is None:  # random-free constant weights: the cost does not depend on them
         params = jax.tree.map(lambda s: np.full(s.shape, 0.01, s.dtype), params)
     fn = jax.jit(lambda params, inputs: nnx.merge(graphdef, params)(**inputs))
     return lambda inputs: np.asarray(fn(params, inputs))

@@ -144,6 +144,14 @@ def _select(use_first: jax.Array, first: jax.Array, second: jax.Array) -> jax.Ar
     return jnp.where(use_first.reshape(-1, *[1] * (first.ndim - 1)), first, second)
 
 
+def key_buffer_length(slots: int, tokens: int, window: int) -> int:
+    """Spatial keys each query attends to with ``slots`` slots of ``tokens`` tokens: all of
+    them unpooled, else the pooled ones padded to at least one unpooled slot (the fallback)."""
+    if window == 1 or slots == 1:
+        return slots * tokens
+    return max(tokens, slots * (tokens // window**2))
+
+
 def spatial_keys(
     k: Float[Array, "b s n h d"],
     v: Float[Array, "b s n h d"],
@@ -171,7 +179,7 @@ def spatial_keys(
     if correction == "eq6":  # As EfficientRoPEAttention2: the bias sits on the key vectors.
         pooled_k = pooled_k + jnp.asarray(area_log, pooled_k.dtype)
     m = pooled_k.shape[2]
-    length = max(n, s * m)
+    length = key_buffer_length(s, n, window)
     pooled = [_pad_tokens(x.reshape(b, s * m, *x.shape[3:]), length) for x in (pooled_k, pooled_v)]
     pooled_mask = _pad_tokens(jnp.repeat(valid, m, axis=1), length)
     # The fallback: exactly one valid slot (gathered, so garbage elsewhere cannot leak).

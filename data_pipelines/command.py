@@ -1,7 +1,7 @@
 """`etam data`: synthesise, prepare and inspect datasets.
 
 etam data synth --out DIR [--kinds sa1b,sav,sav_eval,davis] [--seed N]
-                [--size HxW] [--count N] [--num-frames N]
+                [--size HxW] [--count N] [--num-frames N] [--object-scale F] [--motion F]
 etam data prepare sa1b|sav --source DIR --out DIR [--annotations manual,auto]
                   [--max-skipped-fraction 0.01] [--workers N] [--check-masks]
 etam data inspect --source DIR --out DIR [-n N] [--seed N] [--max-frames N]
@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
         "--object-scale",
         type=float,
         help="object size factor (default 1: radii 10-22%% of the shorter side)",
+    )
+    synth.add_argument(
+        "--motion",
+        type=float,
+        help="object speed factor for videos (default 1: up to 3%% of the shorter side a frame)",
     )
     prep = sub.add_parser("prepare", help="raw SA-1B / SA-V -> TFDS ArrayRecord")
     prep.add_argument("kind", choices=["sa1b", "sav"])
@@ -88,8 +93,17 @@ def _synth(args: argparse.Namespace) -> int:
         size = (int(parts[0]), int(parts[1]))
     if args.object_scale is not None and not 0 < args.object_scale <= 2:
         raise EtamError(f"--object-scale {args.object_scale}: expected a factor in (0, 2]")
+    if args.motion is not None and not 0 <= args.motion <= 10:
+        raise EtamError(f"--motion {args.motion}: expected a factor in [0, 10]")
     folders = write_all(
-        args.out, kinds, args.seed, size, args.count, args.num_frames, args.object_scale
+        args.out,
+        kinds,
+        args.seed,
+        size,
+        args.count,
+        args.num_frames,
+        args.object_scale,
+        args.motion,
     )
     for kind, folder in folders.items():
         print(f"{kind}: {folder}")

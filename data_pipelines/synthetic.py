@@ -46,6 +46,7 @@ def scene_for(
     num_frames: int = 1,
     late_object: bool = False,
     object_scale: float = 1.0,
+    motion: float = 1.0,
 ) -> Scene:
     """The scene of item ``index`` of a dataset ``kind``: one independent stream per (seed, kind, item)."""
     return Scene(
@@ -56,6 +57,7 @@ def scene_for(
         num_frames,
         late_object,
         object_scale,
+        motion,
     )
 
 
@@ -236,6 +238,7 @@ def write_sav(
     num_frames: int = 48,
     num_objects: int = 3,
     object_scale: float = 1.0,
+    motion: float = 1.0,
 ) -> list[Path]:
     """Writes SA-V-train-style videos; returns the mp4 paths.
 
@@ -252,7 +255,8 @@ def write_sav(
     for i in range(1, num_videos + 1):
         vid = f"sav_{i:06d}"
         frames, masks, first, _ = render_video(
-            scene_for("sav", seed, i, size, num_objects, num_frames, True, object_scale), num_frames
+            scene_for("sav", seed, i, size, num_objects, num_frames, True, object_scale, motion),
+            num_frames,
         )
         write_mp4(out / f"{vid}.mp4", frames)
         rng = np.random.default_rng([seed, i])
@@ -280,6 +284,7 @@ def write_sav_eval(
     num_objects: int = 3,
     split: str = "val",
     object_scale: float = 1.0,
+    motion: float = 1.0,
 ) -> list[str]:
     """Writes SA-V val/test-style folders; returns the video ids.
 
@@ -289,7 +294,9 @@ def write_sav_eval(
     vids = [f"sav_{split}_{i:03d}" for i in range(1, num_videos + 1)]
     for i, vid in enumerate(vids, start=1):
         frames, masks, first, _ = render_video(
-            scene_for("sav_eval", seed, i, size, num_objects, num_frames, True, object_scale),
+            scene_for(
+                "sav_eval", seed, i, size, num_objects, num_frames, True, object_scale, motion
+            ),
             num_frames,
         )
         _write_frames(out / "JPEGImages_24fps" / vid, frames)
@@ -323,6 +330,7 @@ def write_davis(
     num_frames: int = 12,
     num_objects: int = 3,
     object_scale: float = 1.0,
+    motion: float = 1.0,
 ) -> list[str]:
     """Writes DAVIS-2017-style folders (objects all present in frame 0); returns the video ids."""
     out = Path(out_dir)
@@ -330,7 +338,7 @@ def write_davis(
     palette = davis_palette()
     for i, vid in enumerate(vids, start=1):
         frames, masks, _, _ = render_video(
-            scene_for("davis", seed, i, size, num_objects, num_frames, object_scale=object_scale),
+            scene_for("davis", seed, i, size, num_objects, num_frames, False, object_scale, motion),
             num_frames,
         )
         _write_frames(out / "JPEGImages" / "480p" / vid, frames)
@@ -356,6 +364,7 @@ def write_all(
     count: int | None = None,
     num_frames: int | None = None,
     object_scale: float | None = None,
+    motion: float | None = None,
 ) -> dict[str, Path]:
     """Writes each kind into ``out_dir/<kind>``; returns the folders.
 
@@ -367,6 +376,8 @@ def write_all(
         count: images (SA-1B) or videos per kind (default: each writer's own).
         num_frames: frames per video at 24 fps (videos only; default: each writer's own).
         object_scale: object size factor (default 1: radii 10-22% of the shorter side).
+        motion: object speed factor (videos only; default 1: up to 3% of the
+            shorter side per frame along each axis).
     """
     writers = {
         "sa1b": write_sa1b,
@@ -383,6 +394,8 @@ def write_all(
             options["num_frames"] = num_frames
         if object_scale is not None:
             options["object_scale"] = object_scale
+        if motion is not None and kind != "sa1b":
+            options["motion"] = motion
         folders[kind] = Path(out_dir) / kind
         writers[kind](folders[kind], seed=seed, **options)
     return folders

@@ -1,7 +1,7 @@
 """Data a config generates for itself: ``data.generated`` (the demo's recipe).
 
 A config may name the `etam data synth` calls that make its data
-(``data.generated.<folder> = {kinds, seed, count, object_scale}``; the
+(``data.generated.<folder> = {kinds, seed, count, object_scale[, motion]}``; the
 ``davis`` kind feeds ``eval.data``, the others the sources of the same name).
 `etam train` given no ``--config.data.sources.<name>.path`` (or no
 ``--config.eval.data``) writes them once under ``WORKDIR/generated_data/``
@@ -49,6 +49,7 @@ def _write(out: Path, recipe: ml_collections.ConfigDict) -> None:
         seed=recipe.seed,
         count=recipe.count,
         object_scale=recipe.object_scale,
+        motion=recipe.get("motion"),
     )
     (tmp / ".complete").touch()
     shutil.rmtree(out, ignore_errors=True)

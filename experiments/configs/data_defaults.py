@@ -28,7 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     cfg.sources.sav = source(weight=0.9, batch_size=1, num_frames=8, max_objects=3)
     cfg.sources.sa1b = source(weight=0.1, batch_size=1, num_frames=1, max_objects=64)
     # Data the config generates when no path is given (etam_jax/training/generated_data.py):
-    # {folder: {kinds, seed, count, object_scale}}; empty: every path must be given.
+    # {folder: {kinds, seed, count, object_scale[, motion]}}; empty: every path must be given.
     cfg.generated = ml_collections.ConfigDict()
     cfg.augment = ml_collections.ConfigDict(
         dict(

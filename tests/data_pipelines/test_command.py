@@ -80,6 +80,8 @@ def test_synth_through_etam_cli(tmp_path: Path) -> None:
     assert bad.returncode == 1 and "--kinds 'coco'" in bad.stderr
     with pytest.raises(EtamError, match="--object-scale 0.0"):
         main(["synth", "--out", str(tmp_path / "x"), "--kinds", "davis", "--object-scale", "0"])
+    with pytest.raises(EtamError, match="--motion -1.0"):
+        main(["synth", "--out", str(tmp_path / "x"), "--kinds", "davis", "--motion", "-1"])
 
 
 def test_prepare_and_inspect_commands(synth_root: Path, tmp_path: Path, capsys) -> None:

@@ -164,3 +164,37 @@ def test_object_scale_grows_the_same_objects(tmp_path: Path) -> None:
     first = sorted((small_root / "davis").rglob("*.png"))[0].relative_to(small_root)
     fg = [(np.asarray(Image.open(root / first)) > 0).sum() for root in (small_root, big_root)]
     assert fg[1] > 1.5 * fg[0], fg
+
+
+def _centroids(masks: np.ndarray) -> np.ndarray:
+    """``[T, K, 2]`` (x, y) centroid of every mask of a bool ``[T, K, H, W]`` stack."""
+    ys, xs = np.indices(masks.shape[-2:])
+    area = np.maximum(masks.sum((-2, -1)), 1)
+    return np.stack([(masks * xs).sum((-2, -1)) / area, (masks * ys).sum((-2, -1)) / area], -1)
+
+
+def test_motion_speeds_up_the_same_objects(tmp_path: Path) -> None:
+    """``motion`` multiplies each object's velocity and keeps everything else of the seed,
+    so the written videos move further from their first frame."""
+    base, fast = (synthetic.scene_for("davis", 3, 0, (128, 192), 3, 12, motion=m) for m in (1, 3))
+    for a, b in zip(base.objects, fast.objects, strict=True):
+        np.testing.assert_allclose(b.velocity, 3 * a.velocity, rtol=1e-12)
+        np.testing.assert_array_equal(a.radii, b.radii)
+        np.testing.assert_array_equal(a.colors, b.colors)
+    np.testing.assert_array_equal(base.render(0)[0], fast.render(0)[0])
+    # Through the writers: frame 0 is the same, later frames move ~3x further
+    # (until an object bounces off the frame's edge).
+    roots = [tmp_path / "m1", tmp_path / "m3"]
+    for root, m in zip(roots, (None, 3.0), strict=True):
+        synthetic.write_all(root, ["davis", "sav"], seed=3, count=1, motion=m)
+    ann = sorted((roots[0] / "davis").rglob("Annotations/480p/*/*.png"))
+    index = [
+        np.stack([np.asarray(Image.open(root / p.relative_to(roots[0]))) for p in ann])
+        for root in roots
+    ]
+    np.testing.assert_array_equal(index[0][0], index[1][0])
+    masks = [i[:, None] == np.unique(i[0])[1:, None, None] for i in index]
+    step = [np.linalg.norm(_centroids(m)[1] - _centroids(m)[0], axis=-1) for m in masks]
+    assert (step[1] > 2 * step[0]).all(), step
+    sav = [sorted((r / "sav").glob("*.mp4"))[0].read_bytes() for r in roots]
+    assert sav[0] != sav[1]  # SA-V videos get it too

@@ -4,6 +4,7 @@ workdir in the real formats, used where no path is given, never over a given pat
 import pytest
 
 from data_pipelines.sources import open_source
+from data_pipelines.synthetic import write_all
 from data_pipelines.vos_reader import read_davis
 from etam_jax.cli import main as etam
 from etam_jax.errors import EtamError
@@ -11,7 +12,11 @@ from etam_jax.training.config_loader import load_config
 from etam_jax.training.generated_data import fill_generated_paths, missing_paths
 
 DEMO = "experiments/configs/demo.py"
-SMALL = ["--config.data.generated.train.count=2", "--config.data.generated.val.count=1"]
+SMALL = [
+    "--config.data.generated.train.count=2",
+    "--config.data.generated.val.count=1",
+    "--config.data.generated.val.motion=2.0",
+]
 
 
 def test_missing_paths_are_generated_once_in_the_real_formats(tmp_path):
@@ -27,6 +32,15 @@ def test_missing_paths_are_generated_once_in_the_real_formats(tmp_path):
     assert len(open_source(cfg.data.sources.sa1b.path)) == 2
     assert len(read_davis(cfg.eval.data)) == 1
     assert missing_paths(cfg) == []
+    # Every field of the recipe (object_scale, motion...) reaches the writer: the same
+    # files as `etam data synth` with those flags.
+    r = cfg.data.generated.val
+    direct = tmp_path / "direct"
+    write_all(direct, ["davis"], r.seed, None, r.count, None, r.object_scale, r.motion)
+    files = sorted(p.relative_to(direct) for p in direct.rglob("*.png"))
+    assert files and r.motion == 2.0
+    for f in files:
+        assert (direct / f).read_bytes() == (root / "val" / f).read_bytes(), f
     stamp = (root / "train" / ".complete").stat().st_mtime_ns
     again = load_config(DEMO, SMALL)
     fill_generated_paths(again, str(tmp_path), num_processes=1)  # a resumed run

@@ -26,10 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.child_env import ROOT, child_env
+
 _RESULT = "ETAM_MULTIPROCESS_RESULT "  # marks the line carrying the target's return value
 
 
@@ -49,17 +49,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _child_env(devices_per_process: int, env: dict[str, str] | None) -> dict[str, str]:
-    child = dict(os.environ)
-    child.update(
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    )
-    child.update(env or {})
-    return child
 
 
 def _spawn(args: list[str], env: dict[str, str], out, err) -> subprocess.Popen:
@@ -117,7 +106,8 @@ def run_processes(
     Args:
       target: ``"package.module:function"``, importable from the repository root.
       num_processes: how many processes (process ids ``0..num_processes-1``).
-      devices_per_process: fake CPU devices per process (``XLA_FLAGS``).
+      devices_per_process: fake CPU devices per process (``XLA_FLAGS``, compiled
+        unoptimised: ``tests/child_env.py``).
       kwargs: extra JSON-serialisable keyword arguments for the target.
       env: extra environment variables for every child.
       timeout: seconds for all of them together.
@@ -127,7 +117,7 @@ def run_processes(
         children are killed first); the message holds each child's stderr tail.
     """
     address = f"127.0.0.1:{free_port()}"
-    child_env = _child_env(devices_per_process, env)
+    env = child_env(devices_per_process, **(env or {}))
     procs: list[subprocess.Popen] = []
     with contextlib.ExitStack() as stack:
         files = [
@@ -140,7 +130,7 @@ def run_processes(
         try:
             for pid, (out, err) in enumerate(files):
                 args = [target, address, str(num_processes), str(pid), json.dumps(kwargs or {})]
-                procs.append(_spawn(args, child_env, out, err))
+                procs.append(_spawn(args, env, out, err))
             ok = _wait_all(procs, timeout)
         finally:
             _kill(procs)

@@ -1,7 +1,6 @@
 """`etam bench train`: a tiny model's report (fields, consistency, FLOPs against hand counts)."""
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from jax import lax
 
 from etam_jax.cli import main as etam
 from etam_jax.training.flops import jaxpr_flops
+from tests.child_env import child_env
 
 TINY = [
     "--config.model.image_size=64",
@@ -24,12 +24,6 @@ TINY = [
     "--config.data.sources.sav.num_frames=2",
     "--config.data.sources.sav.max_objects=1",
 ]
-# Compiling a whole train step is most of this test's time; XLA's cheaper CPU codegen
-# halves it (the step's arithmetic, hence the FLOPs checked here, is unchanged).
-FAST_XLA = (
-    "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 "
-    "--xla_llvm_disable_expensive_passes=true"
-)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +45,7 @@ def report(tmp_path_factory):
         str(out),
         *TINY,
     ]
-    env = {**os.environ, "XLA_FLAGS": FAST_XLA, "JAX_PLATFORMS": "cpu"}
+    env = child_env(devices=2)  # compiled unoptimised: the step's FLOPs are unchanged
     run = subprocess.run(
         [sys.executable, "-m", "etam_jax.cli", *argv],
         env=env,

@@ -11,7 +11,6 @@ run's workdir (lr 0: its checkpoint holds the first run's weights exactly).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ from etam_jax.convert.checkpoint_io import (
 )
 from etam_jax.convert.naming import to_torch_arrays
 from etam_jax.inference.demo_video import write_demo_video
+from tests.child_env import child_env
 from tests.official_reference import official_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,13 +54,9 @@ def train(workdir: Path, sav: Path, *flags: str) -> None:
         f"--config.checkpoint.every_steps={STEPS}",
         *flags,
     ]
-    env = dict(
-        os.environ,
-        JAX_PLATFORMS="cpu",
-        PYTHONPATH=str(ROOT),
-        XLA_FLAGS="--xla_force_host_platform_device_count=1",
+    proc = subprocess.run(
+        argv, env=child_env(devices=1), capture_output=True, text=True, timeout=900
     )
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

@@ -5,14 +5,14 @@ it is one of the two processes.
 """
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.child_env import ROOT, child_env
+from tests.multiprocess import free_port
+
 NUM_RECORDS = 11  # odd: the two shards differ in size
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_process(process_id: int, port: int, out: str) -> None:
@@ -71,17 +71,9 @@ def run_process(process_id: int, port: int, out: str) -> None:
     jax.distributed.shutdown()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes(tmp_path):
     port = free_port()
-    env = dict(
-        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"
-    )
+    env = child_env(devices=2)
     outs = [tmp_path / f"p{i}.json" for i in range(2)]
     procs = [
         subprocess.Popen(

@@ -5,20 +5,20 @@ data. The second run must skip both finished points and rewrite the tables.
 """
 
 import csv
-import os
 import subprocess
 import sys
 
+from tests.child_env import child_env
 from tests.sweep.test_definition import ROOT, SWEEP_FILE
 
 
 def etam(*args: str) -> subprocess.CompletedProcess:
     """The command in a fresh process on this machine's one CPU device (the test session fakes
-    8, which a batch of 1 cannot be split over)."""
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
-    env = {**os.environ, "XLA_FLAGS": " ".join(flags)}
+    8, which a batch of 1 cannot be split over), compiled unoptimised."""
     argv = [sys.executable, "-m", "etam_jax.cli", *args]
-    return subprocess.run(argv, check=False, cwd=ROOT, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        argv, check=False, cwd=ROOT, env=child_env(devices=1), capture_output=True, text=True
+    )
 
 
 def test_ci_sweep_trains_evaluates_benches_and_skips_on_rerun(tmp_path):

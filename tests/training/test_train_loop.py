@@ -9,7 +9,6 @@ cache (JAX_COMPILATION_CACHE_DIR), so only the first run pays for compiling.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 
 from data_pipelines.synthetic import write_sav
 from etam_jax.cli import main as etam_main
+from tests.child_env import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "experiments" / "configs" / "tiny.py")
@@ -30,13 +30,10 @@ STEPS = 8  # tiny.py: checkpoints every 3 steps
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("train_loop")
     write_sav(base / "sav", num_videos=2, size=(64, 96), num_frames=12, num_objects=2)
-    child = dict(os.environ)
-    child.update(
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_force_host_platform_device_count=1",  # one device: mesh (1, 1, 1)
+    child = child_env(  # one device: mesh (1, 1, 1); every run compiles alike (unoptimised)
+        devices=1,
         JAX_COMPILATION_CACHE_DIR=str(base / "jax_cache"),
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        PYTHONPATH=str(ROOT),
     )
     return base, child
 

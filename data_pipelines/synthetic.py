@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from data_pipelines.records import ANNOTATION_STRIDE, encode_jpeg, encode_rle
-from data_pipelines.synthetic_scene import Scene
+from data_pipelines.synthetic_scene import Scene, SceneStyle
 from data_pipelines.video_io import FPS, write_mp4
 from etam_jax.errors import EtamError
 
@@ -45,8 +45,7 @@ def scene_for(
     num_objects: int,
     num_frames: int = 1,
     late_object: bool = False,
-    object_scale: float = 1.0,
-    motion: float = 1.0,
+    style: SceneStyle = SceneStyle(),
 ) -> Scene:
     """The scene of item ``index`` of a dataset ``kind``: one independent stream per (seed, kind, item)."""
     return Scene(
@@ -56,8 +55,7 @@ def scene_for(
         num_objects,
         num_frames,
         late_object,
-        object_scale,
-        motion,
+        style,
     )
 
 
@@ -125,11 +123,15 @@ def sa1b_annotation(image_id: int, k: int, mask: np.ndarray, rng: np.random.Gene
 
 
 def sa1b_example(
-    seed: int, image_id: int, size: tuple[int, int], num_objects: int, object_scale: float = 1.0
+    seed: int,
+    image_id: int,
+    size: tuple[int, int],
+    num_objects: int,
+    style: SceneStyle = SceneStyle(),
 ) -> tuple[bytes, dict]:
     """(JPEG bytes, json dict) of one synthetic SA-1B image."""
     frames, masks, _, objects = render_video(
-        scene_for("sa1b", seed, image_id, size, num_objects, object_scale=object_scale), 1
+        scene_for("sa1b", seed, image_id, size, num_objects, style=style), 1
     )
     rng = np.random.default_rng([seed, image_id])
     h, w = size
@@ -156,7 +158,7 @@ def write_sa1b(
     num_objects: int = 5,
     images_per_shard: int = 3,
     tar: bool = True,
-    object_scale: float = 1.0,
+    style: SceneStyle = SceneStyle(),
 ) -> list[Path]:
     """Writes SA-1B-style data; returns the tar shards (or the json files when ``tar=False``)."""
     out = Path(out_dir)
@@ -166,7 +168,7 @@ def write_sa1b(
         ids = range(start + 1, min(start + images_per_shard, num_images) + 1)
         files = []
         for image_id in ids:
-            jpeg, meta = sa1b_example(seed, image_id, size, num_objects, object_scale)
+            jpeg, meta = sa1b_example(seed, image_id, size, num_objects, style)
             files += [
                 (f"sa_{image_id}.jpg", jpeg),
                 (f"sa_{image_id}.json", json.dumps(meta).encode()),
@@ -237,8 +239,7 @@ def write_sav(
     size: tuple[int, int] = (128, 192),
     num_frames: int = 48,
     num_objects: int = 3,
-    object_scale: float = 1.0,
-    motion: float = 1.0,
+    style: SceneStyle = SceneStyle(),
 ) -> list[Path]:
     """Writes SA-V-train-style videos; returns the mp4 paths.
 
@@ -255,7 +256,7 @@ def write_sav(
     for i in range(1, num_videos + 1):
         vid = f"sav_{i:06d}"
         frames, masks, first, _ = render_video(
-            scene_for("sav", seed, i, size, num_objects, num_frames, True, object_scale, motion),
+            scene_for("sav", seed, i, size, num_objects, num_frames, True, style),
             num_frames,
         )
         write_mp4(out / f"{vid}.mp4", frames)
@@ -283,8 +284,7 @@ def write_sav_eval(
     num_frames: int = 24,
     num_objects: int = 3,
     split: str = "val",
-    object_scale: float = 1.0,
-    motion: float = 1.0,
+    style: SceneStyle = SceneStyle(),
 ) -> list[str]:
     """Writes SA-V val/test-style folders; returns the video ids.
 
@@ -294,9 +294,7 @@ def write_sav_eval(
     vids = [f"sav_{split}_{i:03d}" for i in range(1, num_videos + 1)]
     for i, vid in enumerate(vids, start=1):
         frames, masks, first, _ = render_video(
-            scene_for(
-                "sav_eval", seed, i, size, num_objects, num_frames, True, object_scale, motion
-            ),
+            scene_for("sav_eval", seed, i, size, num_objects, num_frames, True, style),
             num_frames,
         )
         _write_frames(out / "JPEGImages_24fps" / vid, frames)
@@ -329,8 +327,7 @@ def write_davis(
     size: tuple[int, int] = (128, 192),
     num_frames: int = 12,
     num_objects: int = 3,
-    object_scale: float = 1.0,
-    motion: float = 1.0,
+    style: SceneStyle = SceneStyle(),
 ) -> list[str]:
     """Writes DAVIS-2017-style folders (objects all present in frame 0); returns the video ids."""
     out = Path(out_dir)
@@ -338,7 +335,7 @@ def write_davis(
     palette = davis_palette()
     for i, vid in enumerate(vids, start=1):
         frames, masks, _, _ = render_video(
-            scene_for("davis", seed, i, size, num_objects, num_frames, False, object_scale, motion),
+            scene_for("davis", seed, i, size, num_objects, num_frames, False, style),
             num_frames,
         )
         _write_frames(out / "JPEGImages" / "480p" / vid, frames)
@@ -385,6 +382,9 @@ def write_all(
         "sav_eval": write_sav_eval,
         "davis": write_davis,
     }
+    style = SceneStyle(
+        1.0 if object_scale is None else object_scale, 1.0 if motion is None else motion
+    )
     folders = {}
     for kind in kinds:
         options: dict = {} if size is None else {"size": tuple(size)}
@@ -392,10 +392,6 @@ def write_all(
             options["num_images" if kind == "sa1b" else "num_videos"] = count
         if num_frames is not None and kind != "sa1b":
             options["num_frames"] = num_frames
-        if object_scale is not None:
-            options["object_scale"] = object_scale
-        if motion is not None and kind != "sa1b":
-            options["motion"] = motion
         folders[kind] = Path(out_dir) / kind
-        writers[kind](folders[kind], seed=seed, **options)
+        writers[kind](folders[kind], seed=seed, style=style, **options)
     return folders

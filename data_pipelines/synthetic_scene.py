@@ -9,6 +9,7 @@ be rendered alone and the same seed always gives the same pixels.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -78,6 +79,20 @@ def _random_object(
     )
 
 
+class SceneStyle(NamedTuple):
+    """How a dataset's objects look and move; the same seed draws the same objects in any style.
+
+    Attributes:
+        object_scale: multiplies every object's size (radius 10-22% of the
+            shorter side at 1).
+        motion: multiplies every object's speed (up to 3% of the shorter side
+            per frame along each axis at 1; no effect on images).
+    """
+
+    object_scale: float = 1.0
+    motion: float = 1.0
+
+
 class Scene:
     """A deterministic synthetic scene.
 
@@ -88,11 +103,7 @@ class Scene:
         num_frames: length of the video the scene is rendered for (1 for an image).
         late_object: whether the last object enters after frame 0 (SA-V
             ``masklet_first_appeared_frame`` > 0).
-        object_scale: multiplies every object's size (radius 10-22% of the
-            shorter side at 1).
-        motion: multiplies every object's speed (up to 3% of the shorter side
-            per frame along each axis at 1); the same seed draws the same
-            objects at any speed.
+        style: object size and speed factors (`SceneStyle`).
     """
 
     def __init__(
@@ -103,8 +114,7 @@ class Scene:
         num_objects: int,
         num_frames: int = 1,
         late_object: bool = False,
-        object_scale: float = 1.0,
-        motion: float = 1.0,
+        style: SceneStyle = SceneStyle(),
     ):
         rng = np.random.default_rng(seed)
         self.height, self.width = height, width
@@ -116,8 +126,8 @@ class Scene:
                 width,
                 num_frames,
                 late_object and k == num_objects - 1,
-                object_scale,
-                motion,
+                style.object_scale,
+                style.motion,
             )
             for k in range(num_objects)
         ]

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from data_pipelines import synthetic
 from data_pipelines.records import decode_jpeg
+from data_pipelines.synthetic_scene import SceneStyle
 from tests.data_pipelines.synthetic_data import SEED, synth_root  # noqa: F401
 
 SAV_KEYS = {
@@ -144,7 +145,8 @@ def test_sav_eval_layout(synth_root: Path) -> None:
 def test_object_scale_grows_the_same_objects(tmp_path: Path) -> None:
     """``object_scale`` multiplies each object's radii and keeps everything else of the seed."""
     base, big = (
-        synthetic.scene_for("davis", 3, 0, (128, 192), 3, 12, object_scale=s) for s in (1.0, 1.6)
+        synthetic.scene_for("davis", 3, 0, (128, 192), 3, 12, style=SceneStyle(object_scale=s))
+        for s in (1.0, 1.6)
     )
     for a, b in zip(base.objects, big.objects, strict=True):
         np.testing.assert_allclose(b.radii, 1.6 * a.radii, rtol=1e-12)
@@ -176,7 +178,10 @@ def _centroids(masks: np.ndarray) -> np.ndarray:
 def test_motion_speeds_up_the_same_objects(tmp_path: Path) -> None:
     """``motion`` multiplies each object's velocity and keeps everything else of the seed,
     so the written videos move further from their first frame."""
-    base, fast = (synthetic.scene_for("davis", 3, 0, (128, 192), 3, 12, motion=m) for m in (1, 3))
+    base, fast = (
+        synthetic.scene_for("davis", 3, 0, (128, 192), 3, 12, style=SceneStyle(motion=m))
+        for m in (1, 3)
+    )
     for a, b in zip(base.objects, fast.objects, strict=True):
         np.testing.assert_allclose(b.velocity, 3 * a.velocity, rtol=1e-12)
         np.testing.assert_array_equal(a.radii, b.radii)

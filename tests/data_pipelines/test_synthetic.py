@@ -142,12 +142,14 @@ def test_sav_eval_layout(synth_root: Path) -> None:
     assert set(np.unique(mask)) <= {0, 255} and mask.any()
 
 
+def _davis_scenes(*styles: SceneStyle) -> list:
+    """The same DAVIS scene (seed 3, video 0) in each style."""
+    return [synthetic.scene_for("davis", 3, 0, (128, 192), 3, 12, style=s) for s in styles]
+
+
 def test_object_scale_grows_the_same_objects(tmp_path: Path) -> None:
     """``object_scale`` multiplies each object's radii and keeps everything else of the seed."""
-    base, big = (
-        synthetic.scene_for("davis", 3, 0, (128, 192), 3, 12, style=SceneStyle(object_scale=s))
-        for s in (1.0, 1.6)
-    )
+    base, big = _davis_scenes(SceneStyle(), SceneStyle(object_scale=1.6))
     for a, b in zip(base.objects, big.objects, strict=True):
         np.testing.assert_allclose(b.radii, 1.6 * a.radii, rtol=1e-12)
         np.testing.assert_array_equal(a.colors, b.colors)
@@ -178,10 +180,7 @@ def _centroids(masks: np.ndarray) -> np.ndarray:
 def test_motion_speeds_up_the_same_objects(tmp_path: Path) -> None:
     """``motion`` multiplies each object's velocity and keeps everything else of the seed,
     so the written videos move further from their first frame."""
-    base, fast = (
-        synthetic.scene_for("davis", 3, 0, (128, 192), 3, 12, style=SceneStyle(motion=m))
-        for m in (1, 3)
-    )
+    base, fast = _davis_scenes(SceneStyle(), SceneStyle(motion=3))
     for a, b in zip(base.objects, fast.objects, strict=True):
         np.testing.assert_allclose(b.velocity, 3 * a.velocity, rtol=1e-12)
         np.testing.assert_array_equal(a.radii, b.radii)

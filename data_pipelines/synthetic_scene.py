@@ -46,39 +46,6 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.clip(smooth + grain, 0, 255).astype(np.uint8)
 
 
-def _random_object(
-    rng: np.random.Generator,
-    height: int,
-    width: int,
-    num_frames: int,
-    late: bool,
-    scale: float = 1.0,
-    motion: float = 1.0,
-) -> SceneObject:
-    size = min(height, width)
-    base = rng.uniform(0.10, 0.22) * size * scale
-    if rng.random() < 0.5:  # ellipse: 32 vertices on an ellipse
-        theta = np.linspace(0, 2 * np.pi, 32, endpoint=False)
-        aspect = rng.uniform(0.5, 1.0)
-        radii = base / np.sqrt(np.cos(theta) ** 2 + (np.sin(theta) / aspect) ** 2)
-    else:  # irregular polygon
-        radii = base * rng.uniform(0.6, 1.2, size=int(rng.integers(5, 9)))
-    margin = min(radii.max(), 0.45 * size)  # large objects may leave the frame a little
-    center = np.array([rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)])
-    return SceneObject(
-        radii=radii,
-        center=center,
-        velocity=rng.uniform(-0.03, 0.03, size=2) * size * motion,
-        angle=rng.uniform(0, 2 * np.pi),
-        spin=rng.uniform(-0.05, 0.05),
-        wobble=rng.uniform(0, 2 * np.pi, size=radii.size),
-        colors=rng.integers(0, 256, size=(2, 3), dtype=np.uint8),
-        stripe_dir=rng.uniform(0, np.pi),
-        stripe_period=rng.uniform(4, 12),
-        appear=int(rng.integers(1, max(2, num_frames // 2))) if late else 0,
-    )
-
-
 class SceneStyle(NamedTuple):
     """How a dataset's objects look and move; the same seed draws the same objects in any style.
 
@@ -91,6 +58,38 @@ class SceneStyle(NamedTuple):
 
     object_scale: float = 1.0
     motion: float = 1.0
+
+
+def _random_object(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    num_frames: int,
+    late: bool,
+    style: SceneStyle,
+) -> SceneObject:
+    size = min(height, width)
+    base = rng.uniform(0.10, 0.22) * size * style.object_scale
+    if rng.random() < 0.5:  # ellipse: 32 vertices on an ellipse
+        theta = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+        aspect = rng.uniform(0.5, 1.0)
+        radii = base / np.sqrt(np.cos(theta) ** 2 + (np.sin(theta) / aspect) ** 2)
+    else:  # irregular polygon
+        radii = base * rng.uniform(0.6, 1.2, size=int(rng.integers(5, 9)))
+    margin = min(radii.max(), 0.45 * size)  # large objects may leave the frame a little
+    center = np.array([rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)])
+    return SceneObject(
+        radii=radii,
+        center=center,
+        velocity=rng.uniform(-0.03, 0.03, size=2) * size * style.motion,
+        angle=rng.uniform(0, 2 * np.pi),
+        spin=rng.uniform(-0.05, 0.05),
+        wobble=rng.uniform(0, 2 * np.pi, size=radii.size),
+        colors=rng.integers(0, 256, size=(2, 3), dtype=np.uint8),
+        stripe_dir=rng.uniform(0, np.pi),
+        stripe_period=rng.uniform(4, 12),
+        appear=int(rng.integers(1, max(2, num_frames // 2))) if late else 0,
+    )
 
 
 class Scene:
@@ -126,8 +125,7 @@ class Scene:
                 width,
                 num_frames,
                 late_object and k == num_objects - 1,
-                style.object_scale,
-                style.motion,
+                style,
             )
             for k in range(num_objects)
         ]

@@ -100,24 +100,26 @@ def run_processes(
     kwargs: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 120.0,
+    fast_compile: bool = True,
 ) -> list[ProcessOutput]:
     """Run ``target`` in ``num_processes`` processes at once and return their outputs.
 
     Args:
       target: ``"package.module:function"``, importable from the repository root.
       num_processes: how many processes (process ids ``0..num_processes-1``).
-      devices_per_process: fake CPU devices per process (``XLA_FLAGS``, compiled
-        unoptimised: ``tests/child_env.py``).
+      devices_per_process: fake CPU devices per process (``XLA_FLAGS``).
       kwargs: extra JSON-serialisable keyword arguments for the target.
       env: extra environment variables for every child.
       timeout: seconds for all of them together.
+      fast_compile: compile unoptimised (``tests/child_env.py``); off where the
+        children's floats are compared bitwise with this process's.
 
     Raises:
       AssertionError: a child exited non-zero or the timeout passed (all
         children are killed first); the message holds each child's stderr tail.
     """
     address = f"127.0.0.1:{free_port()}"
-    env = child_env(devices_per_process, **(env or {}))
+    env = child_env(devices_per_process, fast_compile, **(env or {}))
     procs: list[subprocess.Popen] = []
     with contextlib.ExitStack() as stack:
         files = [

@@ -32,8 +32,14 @@ CONFIG_DIR = Path(
 )
 
 
-def official_config(name: str, image_size: int | None = None):
-    """The official OmegaConf model config, optionally at another image size."""
+def official_config(name: str, image_size: int | None = None, patch_size: int | None = None):
+    """The official OmegaConf model config, optionally at another image size.
+
+    ``patch_size`` also sets the official ``backbone_stride`` and the mask
+    downsampler's ``total_stride`` to it, as our configs derive both from the
+    trunk's patch size. (The official ``mask_downsample``, 4 x 4 stride 4, stays:
+    ``build_official`` replaces it.)
+    """
     path = CONFIG_DIR / f"{name}.yaml"
     if not path.is_file():
         raise EtamError(
@@ -43,20 +49,39 @@ def official_config(name: str, image_size: int | None = None):
     cfg = OmegaConf.load(path)
     cfg.model.compile_image_encoder = False
     if image_size is not None:
-        grid = image_size // 16
         cfg.model.image_size = image_size
-        layer = cfg.model.memory_attention.layer
-        layer.self_attention.feat_sizes = [grid, grid]
-        layer.cross_attention.feat_sizes = [grid, grid]
+    if patch_size is not None:
+        cfg.model.image_encoder.trunk.patch_size = patch_size
+        cfg.model.backbone_stride = patch_size
+        cfg.model.memory_encoder.mask_downsampler.total_stride = patch_size
+    stride = cfg.model.image_encoder.trunk.patch_size
+    grid = cfg.model.image_size // stride
+    layer = cfg.model.memory_attention.layer
+    layer.self_attention.feat_sizes = [grid, grid]
+    layer.cross_attention.feat_sizes = [grid, grid]
     return cfg
 
 
 def build_official(
-    name: str, image_size: int | None = None, seed: int = 0, scheme: str = "replace"
+    name: str,
+    image_size: int | None = None,
+    seed: int = 0,
+    scheme: str = "replace",
+    patch_size: int | None = None,
 ) -> torch.nn.Module:
-    """The official SAM2Base model in eval mode with every weight randomised (`randomize_`)."""
+    """The official SAM2Base model in eval mode with every weight randomised (`randomize_`).
+
+    With a ``patch_size`` other than 16 its ``mask_downsample`` becomes a
+    ``patch_size / 4`` conv (image-size masks to the prompt encoder's 4x grid),
+    as ours; the official paths that hard-code a stride of 16 in other ways
+    (``_use_mask_as_output``'s low-res size) still do.
+    """
     torch.manual_seed(seed)
-    model = instantiate(official_config(name, image_size).model, _recursive_=True)
+    cfg = official_config(name, image_size, patch_size)
+    model = instantiate(cfg.model, _recursive_=True)
+    stride = cfg.model.image_encoder.trunk.patch_size
+    if stride != 16:
+        model.mask_downsample = torch.nn.Conv2d(1, 1, stride // 4, stride=stride // 4)
     randomize_(model, seed, scheme)
     return model.eval()
 

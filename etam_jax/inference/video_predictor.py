@@ -179,7 +179,8 @@ class VideoPredictor:
         for t in order:
             show, here = shows(t), cond_at(t)
             active = show & ~here
-            logits = jnp.zeros((len(obj_ids), 1, self.image_size // 4, self.image_size // 4))
+            low = 4 * self.image_size // self.model.backbone_stride
+            logits = jnp.zeros((len(obj_ids), 1, low, low))
             if active.any():
                 _, image = next(images)
                 feats = tracker.encode_frame(self.params, jnp.asarray(image)[None])

@@ -107,6 +107,28 @@ def check_widths(cfg: ml_collections.ConfigDict) -> None:
         )
 
 
+def backbone_stride(cfg: ml_collections.ConfigDict) -> int:
+    """Pixels per feature-grid cell: the trunk's patch size (official ``backbone_stride``, 16).
+
+    The prompt encoder's grid, the memory encoder's mask downsampling and
+    ``mask_downsample`` follow it. The official code fixes parts of those paths to
+    16 (``mask_downsample`` is a 4 x 4 conv), so only stride-16 models load into it
+    unchanged; other strides are for small experiments (the demo).
+    """
+    stride = cfg.image_encoder.trunk.patch_size
+    if stride < 4 or stride & (stride - 1):
+        raise EtamError(
+            f"model.image_encoder.trunk.patch_size {stride} must be a power of 2 >= 4 "
+            "(the mask decoder upsamples the feature grid 4x)"
+        )
+    if cfg.image_size % stride:
+        raise EtamError(
+            f"model.image_size {cfg.image_size} is not a multiple of "
+            f"model.image_encoder.trunk.patch_size {stride}"
+        )
+    return stride
+
+
 def feature_grid(cfg: ml_collections.ConfigDict) -> int:
-    """Side of the stride-16 feature grid (64 at 1024)."""
-    return cfg.image_size // cfg.image_encoder.trunk.patch_size
+    """Side of the feature grid (64 at 1024 with the official stride 16)."""
+    return cfg.image_size // backbone_stride(cfg)

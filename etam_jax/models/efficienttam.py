@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from etam_jax.models.configs import check_widths, feature_grid
+from etam_jax.models.configs import backbone_stride, check_widths, feature_grid
 from etam_jax.models.image_encoder import ImageEncoder
 from etam_jax.models.layers import conv, param
 from etam_jax.models.mask_decoder import build_mask_decoder
@@ -49,15 +49,17 @@ class EfficientTAM(nnx.Module):
         mem_dim = cfg.memory_encoder.out_dim
         dtype = jnp.dtype(cfg.get("dtype", "float32"))  # compute dtype; parameters stay float32
         self.image_size = cfg.image_size
+        self.backbone_stride = stride = backbone_stride(cfg)
         self.num_maskmem = cfg.num_maskmem
         self.max_obj_ptrs_in_encoder = cfg.max_obj_ptrs_in_encoder
         self.sigmoid_scale_for_mem_enc = cfg.sigmoid_scale_for_mem_enc
         self.sigmoid_bias_for_mem_enc = cfg.sigmoid_bias_for_mem_enc
         self.image_encoder = ImageEncoder(cfg, rngs=rngs, dtype=dtype)
-        self.mask_downsample = conv(1, 1, 4, stride=4, rngs=rngs, dtype=dtype)
+        # Image-size masks -> the prompt encoder's mask input (4 g): 4 x 4, stride 4, at stride 16.
+        self.mask_downsample = conv(1, 1, stride // 4, stride=stride // 4, rngs=rngs, dtype=dtype)
         self.memory_attention = MemoryAttention(cfg.memory_attention, grid, rngs=rngs, dtype=dtype)
         self.memory_encoder = MemoryEncoder(
-            cfg.memory_encoder, rngs=rngs, in_dim=hidden, dtype=dtype
+            cfg.memory_encoder, rngs=rngs, in_dim=hidden, mask_stride=stride, dtype=dtype
         )
         self.maskmem_tpos_enc = param(
             rngs, (cfg.num_maskmem, 1, 1, mem_dim), (None, None, None, "embed")
@@ -66,7 +68,7 @@ class EfficientTAM(nnx.Module):
         self.no_mem_pos_enc = param(rngs, (1, 1, hidden), (None, None, "embed"))
         self.no_obj_ptr = param(rngs, (1, hidden), (None, "embed"))
         self.sam_prompt_encoder = build_prompt_encoder(
-            cfg.image_size, hidden, rngs=rngs, dtype=dtype
+            cfg.image_size, hidden, stride, rngs=rngs, dtype=dtype
         )
         decoder = cfg.get("mask_decoder", {})
         self.sam_mask_decoder = build_mask_decoder(

@@ -1,6 +1,6 @@
 """The memory encoder (official ``sam2.modeling.memory_encoder``), channel-last.
 
-Downsamples the (high-resolution) mask by 16 (``MaskDownSampler``), adds it to
+Downsamples the (high-resolution) mask by the backbone stride, 16 (``MaskDownSampler``), adds it to
 the projected pixel features, fuses with two ConvNeXt blocks (``Fuser`` of
 ``CXBlock``), projects to the memory width and attaches a sine position
 encoding. Keys: ``mask_downsampler.encoder.{i}``, ``pix_feat_proj``,
@@ -119,6 +119,7 @@ class MemoryEncoder(nnx.Module):
       cfg: ``get_model_config(...).memory_encoder`` (``out_dim``, ``fuser_layers``, ``fuser_kernel``).
       rngs: parameter initialisation.
       in_dim: channels of the pixel features.
+      mask_stride: the mask downsampler's total stride, the backbone stride (16).
       dtype: compute dtype (parameters stay float32).
     """
 
@@ -128,10 +129,14 @@ class MemoryEncoder(nnx.Module):
         *,
         rngs: nnx.Rngs,
         in_dim: int = 256,
+        mask_stride: int = MASK_TOTAL_STRIDE,
         dtype=jnp.float32,
     ):
         self.out_dim = cfg.out_dim
-        self.mask_downsampler = MaskDownSampler(in_dim, rngs=rngs, dtype=dtype)
+        self.mask_stride = mask_stride
+        self.mask_downsampler = MaskDownSampler(
+            in_dim, total_stride=mask_stride, rngs=rngs, dtype=dtype
+        )
         self.pix_feat_proj = conv(in_dim, in_dim, 1, rngs=rngs, dtype=dtype)
         self.fuser = Fuser(in_dim, cfg.fuser_layers, cfg.fuser_kernel, rngs=rngs, dtype=dtype)
         # As MemoryEncoder.__init__: out_proj is the identity when out_dim == in_dim.
@@ -150,19 +155,17 @@ class MemoryEncoder(nnx.Module):
 
         Args:
           pix_feat: ``[B, g, g, in_dim]`` image features.
-          masks: ``[B, 16 g, 16 g, 1]`` mask logits (or, with ``skip_mask_sigmoid``, values used as is).
+          masks: ``[B, s g, s g, 1]`` mask logits (``s`` the backbone stride) (or, with ``skip_mask_sigmoid``, values used as is).
           skip_mask_sigmoid: feed ``masks`` without a sigmoid.
 
         Returns:
           ``vision_features`` ``[B, g, g, out_dim]`` and ``vision_pos_enc``
           ``[B, g, g, out_dim]`` (in the features' dtype).
         """
-        if masks.shape[1:3] != (
-            MASK_TOTAL_STRIDE * pix_feat.shape[1],
-            MASK_TOTAL_STRIDE * pix_feat.shape[2],
-        ):
+        s = self.mask_stride
+        if masks.shape[1:3] != (s * pix_feat.shape[1], s * pix_feat.shape[2]):
             raise EtamError(
-                f"MemoryEncoder: masks {tuple(masks.shape)} must be {MASK_TOTAL_STRIDE}x the feature grid "
+                f"MemoryEncoder: masks {tuple(masks.shape)} must be {s}x the feature grid "
                 f"{tuple(pix_feat.shape[1:3])}, channel-last [B, H, W, 1]"
             )
         if not skip_mask_sigmoid:

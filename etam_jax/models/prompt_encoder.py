@@ -168,15 +168,20 @@ def _batch_size(points, boxes, masks) -> int:
 
 
 def build_prompt_encoder(
-    image_size: int, hidden_dim: int = 256, *, rngs: nnx.Rngs, dtype=jnp.float32
+    image_size: int,
+    hidden_dim: int = 256,
+    stride: int = 16,
+    *,
+    rngs: nnx.Rngs,
+    dtype=jnp.float32,
 ) -> PromptEncoder:
     """The prompt encoder as ``sam2_base._build_sam_heads`` builds it.
 
-    Stride 16 (grid ``image_size // 16``), ``mask_in_chans=16``.
+    Grid ``image_size // stride`` (official ``backbone_stride``, 16), ``mask_in_chans=16``.
     """
-    if image_size % 16:
-        raise EtamError(f"PromptEncoder: image_size {image_size} is not a multiple of 16")
-    grid = image_size // 16
+    if image_size % stride:
+        raise EtamError(f"PromptEncoder: image_size {image_size} is not a multiple of {stride}")
+    grid = image_size // stride
     return PromptEncoder(
         hidden_dim, (grid, grid), (image_size, image_size), 16, rngs=rngs, dtype=dtype
     )

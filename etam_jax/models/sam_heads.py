@@ -152,8 +152,8 @@ def use_mask_as_output(
     """
     masks = mask_inputs.astype(jnp.float32)
     high_res = masks * MASK_OUT_SCALE + MASK_OUT_BIAS
-    low_res = _resize(high_res, high_res.shape[-1] // 4, antialias=True)
-    small = model.mask_downsample(jnp.moveaxis(masks, 1, -1))  # [B, S/4, S/4, 1]
+    low_res = _resize(high_res, 4 * features.shape[1], antialias=True)  # S / 4 at stride 16
+    small = model.mask_downsample(jnp.moveaxis(masks, 1, -1))  # [B, 4g, 4g, 1]
     heads = forward_sam_heads(model, features, mask_inputs=jnp.moveaxis(small, -1, 1))
     appearing = jnp.any(masks.reshape(masks.shape[0], -1) > 0.0, axis=1)[:, None]
     score = MASK_OUT_SCALE * appearing.astype(jnp.float32) + MASK_OUT_BIAS

@@ -197,7 +197,7 @@ class Tracker:
         self.storage_dtype = storage_dtype
         self.num_cond_slots = num_cond_slots
         self.num_recent = num_recent or max(model.num_maskmem, model.max_obj_ptrs_in_encoder) - 1
-        self.grid = model.image_size // 16
+        self.grid = model.image_size // model.backbone_stride
         self.mem_dim = model.memory_encoder.out_dim
         self.ptr_dim = model.no_obj_ptr.shape[-1]
         merge = self._merged

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from etam_jax.models.build import empty_model
+from etam_jax.models.configs import get_model_config
 from tests.models.tracker_drivers import OfficialObject, OursBatched
 from tests.official_reference import (
     build_official,
@@ -26,8 +27,8 @@ NUM_FRAMES = 8
 TOL = 1e-4
 
 
-def _official_model(name):
-    official = build_official(name, image_size=SIZE, seed=3)
+def _official_model(name, size, patch_size):
+    official = build_official(name, image_size=size, seed=3, patch_size=patch_size)
     # The official video predictor builder's overrides (build_sam2_video_predictor).
     official.binarize_mask_from_pts_for_mem_enc = True
     decoder = official.sam_mask_decoder
@@ -48,9 +49,9 @@ def _compare(ours, ref, where, errors):
     errors.append((where, errs, float(np.mean(np.asarray(low) > 0))))
 
 
-def _frames(seed):
+def _frames(seed, size):
     rng = np.random.default_rng(seed)
-    base = rng.standard_normal((1, SIZE, SIZE, 3)).astype(np.float32)
+    base = rng.standard_normal((1, size, size, 3)).astype(np.float32)
     # A slowly changing video: the same scene plus a little noise per frame.
     return [
         base + 0.3 * rng.standard_normal(base.shape).astype(np.float32) for _ in range(NUM_FRAMES)
@@ -101,11 +102,13 @@ SCENARIO_REVERSE = [
 ]
 
 
-def _run(name, objects, scenario, bf16):
-    official = _official_model(name)
-    model = empty_model(name, image_size=SIZE, apply_postprocessing=True)
+def _run(name, objects, scenario, bf16, size=SIZE, patch_size=None):
+    official = _official_model(name, size, patch_size)
+    cfg = get_model_config(name, size)
+    cfg.image_encoder.trunk.patch_size = patch_size or cfg.image_encoder.trunk.patch_size
+    model = empty_model(cfg, apply_postprocessing=True)
     copy_weights(model, official)
-    frames = _frames(0)
+    frames = _frames(0, size)
     refs = [
         OfficialObject(official, frames, torch.bfloat16 if bf16 else torch.float32) for _ in objects
     ]
@@ -156,6 +159,16 @@ def test_three_objects_batched_match_official_one_by_one():
     assert tracker.propagate._cache_size() == 1
     assert tracker.commit._cache_size() == 1
     assert tracker.encode_frame._cache_size() == 1
+
+
+def test_patch_8_matches_official_at_backbone_stride_8():
+    """A finer grid (trunk patch 8: official ``backbone_stride`` 8, mask downsampler
+    total stride 8) tracks as the official model built the same way. Clicks, a
+    box and a correction: the official mask-prompt path hard-codes stride 16."""
+    tracker, errors = _run("efficienttam_ti", [0, 1], SCENARIO, bf16=False, size=128, patch_size=8)
+    _check(errors)
+    assert tracker.grid == 16
+    assert len({e[0][1] for e in errors}) == NUM_FRAMES
 
 
 @pytest.mark.slow

@@ -81,6 +81,7 @@ def test_two_processes_save_and_restore(tmp_path):
         devices_per_process=LOCAL_DEVICES,
         kwargs={"workdir": str(tmp_path)},
         timeout=240,
+        fast_compile=False,  # the state is compared bitwise with one computed here
     )
     for out in outputs:
         assert out.result == {

@@ -58,3 +58,16 @@ def test_every_training_config_has_a_schedule_of_its_run(name):
 def test_the_training_configs_are_the_files_of_the_folder():
     helpers = {"__init__.py", "base.py", "data_defaults.py"}
     assert {p.name for p in CONFIGS.glob("*.py")} - helpers == {"paper.py", "demo.py", "tiny.py"}
+
+
+@pytest.mark.parametrize(
+    "patch, size, message",
+    [(12, 96, "power of 2"), (2, 64, "power of 2"), (8, 68, "not a multiple of")],
+)
+def test_a_patch_size_the_heads_cannot_follow_fails_naming_it(patch, size, message):
+    from etam_jax.models.configs import feature_grid, get_model_config
+
+    cfg = get_model_config("efficienttam_ti", 64)
+    cfg.image_size, cfg.image_encoder.trunk.patch_size = size, patch
+    with pytest.raises(EtamError, match=message):
+        feature_grid(cfg)

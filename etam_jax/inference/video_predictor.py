@@ -176,11 +176,11 @@ class VideoPredictor:
         # Frames where every shown object has a stored (conditioning) output need no image.
         needs = [t for t in order if np.any(shows(t) & ~cond_at(t))]
         images = self.frames.stream(needs, self.prefetch)
+        low = self.model.sam_prompt_encoder.mask_input_size  # the low-res mask size, 4 g
         for t in order:
             show, here = shows(t), cond_at(t)
             active = show & ~here
-            low = 4 * self.image_size // self.model.backbone_stride
-            logits = jnp.zeros((len(obj_ids), 1, low, low))
+            logits = jnp.zeros((len(obj_ids), 1, *low))
             if active.any():
                 _, image = next(images)
                 feats = tracker.encode_frame(self.params, jnp.asarray(image)[None])

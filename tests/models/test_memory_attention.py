@@ -1,7 +1,7 @@
 """Memory attention with static slots vs the official module on the valid memories.
 
 Official configs: efficienttam_ti (full), _ti_1 (Eq. 5 pooling), _ti_2 (Eq. 6)
-at image 256 (grid 16). Other pool windows: a brute-force numpy reference of
+at image 256 (grid 16), the pooled ones also at 1024 (grid 64). Other pool windows: a brute-force numpy reference of
 the formula, itself checked against the official Eq. 5/6 modules at window 2.
 """
 
@@ -46,15 +46,20 @@ DEAD_SLOT = np.array([[1, 0, 1, 0], [0, 1, 1, 0], [1, 1, 0, 0]], bool)
 
 
 def _inputs(
-    seed: int, batch: int = 3, kv_dim: int = 64, slots_valid: np.ndarray = VALID
+    seed: int,
+    batch: int = 3,
+    kv_dim: int = 64,
+    slots_valid: np.ndarray = VALID,
+    grid: int = GRID,
 ) -> dict[str, np.ndarray]:
     """Random inputs; invalid slots and pointers hold garbage (huge values, NaN)."""
     rng = np.random.default_rng(seed)
+    hw = grid * grid
     x = {
-        "curr": rng.standard_normal((batch, HW, 256), np.float32),
-        "curr_pos": rng.standard_normal((batch, HW, 256), np.float32),
-        "memory": rng.standard_normal((batch, SLOTS, HW, kv_dim), np.float32),
-        "memory_pos": rng.standard_normal((batch, SLOTS, HW, kv_dim), np.float32),
+        "curr": rng.standard_normal((batch, hw, 256), np.float32),
+        "curr_pos": rng.standard_normal((batch, hw, 256), np.float32),
+        "memory": rng.standard_normal((batch, SLOTS, hw, kv_dim), np.float32),
+        "memory_pos": rng.standard_normal((batch, SLOTS, hw, kv_dim), np.float32),
         "memory_valid": slots_valid[:batch],
         "ptr": rng.standard_normal((batch, PTRS, kv_dim), np.float32),
         "ptr_pos": rng.standard_normal((batch, PTRS, kv_dim), np.float32),
@@ -91,13 +96,13 @@ def _official_outputs(official: torch.nn.Module, x: dict[str, np.ndarray]) -> np
     return np.stack(outs)
 
 
-def _build(name: str, seed: int = 3) -> tuple[MemoryAttention, torch.nn.Module]:
+def _build(name: str, seed: int = 3, image: int = IMAGE) -> tuple[MemoryAttention, torch.nn.Module]:
     torch.manual_seed(seed)
-    official = instantiate(official_config(name, IMAGE).model.memory_attention, _recursive_=True)
+    official = instantiate(official_config(name, image).model.memory_attention, _recursive_=True)
     randomize_(official, seed)
     with nnx.use_eager_sharding(False):  # abstract: every weight comes from the official module
-        cfg = get_model_config(name, IMAGE).memory_attention
-        ours = nnx.eval_shape(lambda: MemoryAttention(cfg, GRID, rngs=nnx.Rngs(0)))
+        cfg = get_model_config(name, image).memory_attention
+        ours = nnx.eval_shape(lambda: MemoryAttention(cfg, image // 16, rngs=nnx.Rngs(0)))
     copy_weights(ours, official)
     return ours, official.eval()
 
@@ -119,6 +124,17 @@ def test_memory_attention_matches_official(name):
     got = np.asarray(_jitted(ours)(x))
     err = relative_error(got, _official_outputs(official, x))
     print(f"{name}: relative error {err:.2e}")
+    assert err < 1e-5
+
+
+@pytest.mark.parametrize("name", ["efficienttam_ti_1", "efficienttam_ti_2"])
+def test_pooled_memory_attention_at_1024_matches_official(name):
+    """Full size (grid 64): pooled keys on a 32 x 32 grid, their RoPE tables and the
+    CPU query-blocked path as the tracker takes them at 1024 px."""
+    ours, official = _build(name, image=1024)
+    x = _inputs(seed=5, batch=2, grid=64)
+    err = relative_error(np.asarray(_jitted(ours)(x)), _official_outputs(official, x))
+    print(f"{name} at 1024: relative error {err:.2e}")
     assert err < 1e-5
 
 

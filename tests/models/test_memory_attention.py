@@ -1,8 +1,9 @@
 """Memory attention with static slots vs the official module on the valid memories.
 
 Official configs: efficienttam_ti (full), _ti_1 (Eq. 5 pooling), _ti_2 (Eq. 6)
-at image 256 (grid 16), the pooled ones also at 1024 (grid 64). Other pool windows: a brute-force numpy reference of
-the formula, itself checked against the official Eq. 5/6 modules at window 2.
+at image 256 (grid 16), the pooled ones also at 1024 (grid 64). Other pool
+windows: a brute-force numpy reference of the formula, itself checked against
+the official Eq. 5/6 modules at window 2.
 """
 
 import math
@@ -23,7 +24,7 @@ from sam2.modeling.sam.transformer import (
 
 from etam_jax.errors import EtamError
 from etam_jax.models import pooled_attention
-from etam_jax.models.configs import get_model_config
+from etam_jax.models.configs import feature_grid, get_model_config
 from etam_jax.models.memory_attention import MemoryAttention, make_bank
 from etam_jax.models.pooled_attention import MemoryCrossAttention
 from etam_jax.models.rope import axial_rope_tables
@@ -101,8 +102,11 @@ def _build(name: str, seed: int = 3, image: int = IMAGE) -> tuple[MemoryAttentio
     official = instantiate(official_config(name, image).model.memory_attention, _recursive_=True)
     randomize_(official, seed)
     with nnx.use_eager_sharding(False):  # abstract: every weight comes from the official module
-        cfg = get_model_config(name, image).memory_attention
-        ours = nnx.eval_shape(lambda: MemoryAttention(cfg, image // 16, rngs=nnx.Rngs(0)))
+        model_cfg = get_model_config(name, image)
+        grid = feature_grid(model_cfg)
+        ours = nnx.eval_shape(
+            lambda: MemoryAttention(model_cfg.memory_attention, grid, rngs=nnx.Rngs(0))
+        )
     copy_weights(ours, official)
     return ours, official.eval()
 

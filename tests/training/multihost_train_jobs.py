@@ -9,20 +9,12 @@ from tests.training.tiny_batches import blob_batch
 TINY = "experiments/configs/tiny.py"
 
 
-def train_steps(
-    coordinator: str,
-    num_processes: int,
-    process_id: int,
-    steps: int,
-    batch: int,
-    overrides: tuple[str, ...] = (),
-):
+def train_steps(coordinator: str, num_processes: int, process_id: int, steps: int, batch: int):
     """``steps`` train steps of the tiny config on a (2, 2, 2) mesh over all processes' devices.
 
-    ``overrides`` are ``--config.*`` flags on top of the tiny config. Every process
-    makes the same global batch from a seed and hands JAX the rows its devices hold
-    (``make_array_from_callback``); returns the losses and, per parameter, the sum
-    of absolute values after the last step (gathered to every process).
+    Every process makes the same global batch from a seed and hands JAX the rows its
+    devices hold (``make_array_from_callback``); returns the losses and, per
+    parameter, the sum of absolute values after the last step (gathered to every process).
     """
     from etam_jax.training import distributed
 
@@ -42,7 +34,7 @@ def train_steps(
         make_train_step,
     )
 
-    cfg = load_config(TINY, ["--config.data.sources.sav.path=unused", *overrides])
+    cfg = load_config(TINY, ["--config.data.sources.sav.path=unused"])
     mesh = sharding.make_mesh((2, 2, 2))
     state, shardings = init_state(lambda: build_model(cfg.model, rngs=nnx.Rngs(0)), cfg, mesh)
     host = blob_batch(batch, 2, 1, cfg.model.image_size, seed=0)

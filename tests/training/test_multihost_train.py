@@ -14,15 +14,10 @@ from tests.multiprocess import run_processes  # children compile unoptimised, bo
 
 JOB = "tests.training.multihost_train_jobs:train_steps"
 STEPS = 3
-# No correction clicks: what this test checks is the cross-process reductions, and
-# the click rounds only lengthen the compile each of the three processes pays
-# (measured 56 -> 42 s per compile). The click rounds on sharded meshes are
-# covered in one process by test_train_step's mesh tests (tiny config, 1 click).
-OVERRIDES = ["--config.prompts.num_correction_pt_per_frame=0"]
 
 
 def test_two_processes_match_one_process():
-    kwargs = {"steps": STEPS, "batch": 4, "overrides": OVERRIDES}
+    kwargs = {"steps": STEPS, "batch": 4}
     two = run_processes(JOB, 2, devices_per_process=4, kwargs=kwargs, timeout=1200)
     one = run_processes(JOB, 1, devices_per_process=8, kwargs=kwargs, timeout=1200)
     reference = one[0].result

@@ -15,8 +15,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests import fast_compile as fast_compile_flags
+
 ROOT = Path(__file__).resolve().parents[1]
-FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+FAST_COMPILE = fast_compile_flags.FLAGS
 
 
 def xla_flags(devices: int, fast_compile: bool = True) -> str:

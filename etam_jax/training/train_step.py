@@ -132,15 +132,18 @@ def init_state(
     build_fn: Callable[[], nnx.Module],
     cfg: ml_collections.ConfigDict,
     mesh: Mesh,
+    compiler_options: Mapping[str, Any] | None = None,
 ) -> tuple[TrainState, TrainState]:
     """A freshly initialised, sharded `TrainState` (no full copy on one device).
+
+    ``compiler_options``: XLA options for compiling the initialiser (``jax.jit``'s).
 
     Returns:
       ``(state, shardings)``.
     """
     init, _, shardings = plan_state(build_fn, cfg, mesh)
     with jax.set_mesh(mesh):
-        state = jax.jit(init, out_shardings=shardings)()
+        state = jax.jit(init, out_shardings=shardings, compiler_options=compiler_options)()
     return state, shardings
 
 
@@ -158,8 +161,13 @@ def compile_step(
     abstract_state: TrainState,
     batch: Mapping[str, jax.ShapeDtypeStruct],
     mesh: Mesh,
+    compiler_options: Mapping[str, Any] | None = None,
 ):
-    """AOT-compiled ``step`` for one batch shape: explicit shardings, state donated."""
+    """AOT-compiled ``step`` for one batch shape: explicit shardings, state donated.
+
+    ``compiler_options``: XLA options for this compile (``Lowered.compile``'s), e.g.
+    ``{"xla_backend_optimization_level": 0}`` to compile a CPU debug run faster.
+    """
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_shardings = {k: v.sharding for k, v in batch.items()}
     jitted = jax.jit(
@@ -170,4 +178,4 @@ def compile_step(
     )
     key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=replicated)
     with sharding.mesh_context(mesh):
-        return jitted.lower(abstract_state, dict(batch), key).compile()
+        return jitted.lower(abstract_state, dict(batch), key).compile(compiler_options)

@@ -1,9 +1,12 @@
-"""`etam train` end to end on the tiny config: resume after kill -9 and after SIGTERM
-replays the uninterrupted run's loss sequence bitwise; config typos fail before
+"""`etam train` end to end on the tiny config: a run preempted by SIGTERM, restarted,
+killed with -9 and restarted again replays the uninterrupted run's loss sequence
+bitwise; validation reaches metrics and TensorBoard; config typos fail before
 anything compiles.
 
 Each run is a real `etam train` process. They share a persistent compilation
 cache (JAX_COMPILATION_CACHE_DIR), so only the first run pays for compiling.
+The uninterrupted run validates (every 4 steps) and the interrupted ones do
+not: validation must leave the training sequence alone.
 """
 
 from __future__ import annotations
@@ -57,9 +60,13 @@ def _losses(workdir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
-def _run(base, env, workdir, timeout=900) -> None:
+def _run(base, env, workdir, extra=(), timeout=900) -> None:
     proc = subprocess.run(
-        _command(base, workdir), env=env, capture_output=True, text=True, timeout=timeout
+        _command(base, workdir) + list(extra),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -86,35 +93,41 @@ def _interrupt(base, env, workdir, sig, after_step) -> subprocess.CompletedProce
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+VALIDATE_EVERY = 4
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(env):
+    from data_pipelines.synthetic import write_davis
+
     base, child = env
-    _run(base, child, base / "reference")
+    write_davis(base / "davis", num_videos=1, size=(64, 96), num_frames=4, num_objects=2)
+    validation = [
+        f"--config.eval.data={base / 'davis'}",
+        f"--config.eval.every_steps={VALIDATE_EVERY}",
+    ]
+    _run(base, child, base / "reference", extra=validation)
     losses = _losses(base / "reference")
     assert sorted(losses) == list(range(1, STEPS + 1))
     return losses
 
 
-def test_kill9_then_restart_replays_the_losses_bitwise(env, uninterrupted):
-    base, child = env
-    workdir = base / "killed"
-    _interrupt(base, child, workdir, signal.SIGKILL, after_step=4)
-    _run(base, child, workdir)  # resumes from the step-3 checkpoint
-    assert _losses(workdir) == uninterrupted  # rows after step 3 were replayed, bitwise
-
-
-def test_sigterm_saves_and_restart_replays_bitwise(env, uninterrupted):
+def test_preempted_then_killed_run_replays_the_losses_bitwise(env, uninterrupted):
     from etam_jax.training.checkpoints import Checkpointer, default_config
 
     base, child = env
-    workdir = base / "preempted"
+    workdir = base / "interrupted"
     done = _interrupt(base, child, workdir, signal.SIGTERM, after_step=4)
     assert done.returncode == 0, done.stderr[-3000:]
     last_logged = max(_losses(workdir))
     saved = Checkpointer(workdir, default_config(), "efficienttam_ti").all_steps()
     assert saved[-1] == last_logged and saved[-1] % 3  # the preemption save, off the interval
+    # Restarted from the preemption save; killed once step 7 is logged, so the last
+    # checkpoint is the interval's (step 6) and step 7's row is replayed.
+    _interrupt(base, child, workdir, signal.SIGKILL, after_step=7)
+    assert Checkpointer(workdir, default_config(), "efficienttam_ti").all_steps()[-1] == 6
     _run(base, child, workdir)
-    assert _losses(workdir) == uninterrupted
+    assert _losses(workdir) == uninterrupted  # the rows after each restart were replayed, bitwise
 
 
 def test_config_typo_fails_naming_the_field(tmp_path, capsys):
@@ -141,31 +154,13 @@ def test_checkpoint_of_another_model_fails_with_both_names(env, uninterrupted, t
 
 
 def test_validation_scores_and_overlays_reach_metrics_and_tensorboard(env, uninterrupted):
-    del uninterrupted  # compiled the step first, into the shared cache
-    from data_pipelines.synthetic import write_davis
-
-    base, child = env
-    write_davis(base / "davis", num_videos=1, size=(64, 96), num_frames=4, num_objects=2)
-    workdir = base / "validated"
-    proc = subprocess.run(
-        _command(base, workdir)
-        + [
-            f"--config.eval.data={base / 'davis'}",
-            "--config.eval.every_steps=2",
-            "--config.train.total_steps=2",
-            # The reference run's schedule (tiny.py's 8 steps): the same compiled step,
-            # a hit in the shared compilation cache.
-            f"--config.optimizer.total_steps={STEPS}",
-        ],
-        env=child,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    del uninterrupted  # the run that validated
+    base, _ = env
+    workdir = base / "reference"
     rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines() if x]
     val = [r for r in rows if "val_J&F" in r]
-    assert [r["step"] for r in val] == [2] and 0.0 <= val[0]["val_J&F"] <= 1.0
+    assert [r["step"] for r in val] == list(range(VALIDATE_EVERY, STEPS + 1, VALIDATE_EVERY))
+    assert all(0.0 <= r["val_J&F"] <= 1.0 for r in val)
     tags = _event_tags(workdir / "tb")
     assert "val_JandF" in tags["simple_value"] and "loss" in tags["simple_value"]
     assert len([t for t in tags["image"] if t.startswith("val_predictions/")]) == 4

@@ -21,6 +21,7 @@ from etam_jax.training.train_step import (
     make_train_step,
     state_shardings,
 )
+from tests import fast_compile
 from tests.training import tiny_model
 
 B, O, S = 8, 1, tiny_model.SIZE  # 8 clips: divisible by every mesh's data x fsdp
@@ -49,7 +50,10 @@ def _fresh_state(mesh):
 
 @functools.cache
 def _compiled(shape):
-    """``(mesh, step, batch on the mesh)`` for a (data, fsdp, tensor) mesh shape."""
+    """``(mesh, step, batch on the mesh)`` for a (data, fsdp, tensor) mesh shape.
+
+    The single-device step runs 16 times in this file and is optimised; a mesh's
+    runs 3 times and is compiled unoptimised (tests/fast_compile.py)."""
     mesh = sharding.make_mesh(shape, jax.devices()[: math.prod(shape)])
     state, shardings = _fresh_state(mesh)
     batch = _batch()
@@ -60,6 +64,7 @@ def _compiled(shape):
         jax.eval_shape(lambda s: s, state),
         abstract,
         mesh,
+        compiler_options=None if math.prod(shape) == 1 else fast_compile.OPTIONS,
     )
     on_mesh = {k: jax.device_put(v, abstract[k].sharding) for k, v in batch.items()}
     return mesh, step, on_mesh
@@ -135,7 +140,7 @@ def _single_device():
 
 
 # (2, 2, 2) has all three axes at once: batch over data x fsdp, weights over fsdp
-# and tensor; (1, 8, 1) is ZeRO-3 over all 8 devices. A mesh is ~40 s of compile.
+# and tensor; (1, 8, 1) is ZeRO-3 over all 8 devices.
 @pytest.mark.parametrize("shape", [(1, 8, 1), (2, 2, 2)], ids=["fsdp", "dp_fsdp_tensor"])
 def test_meshes_match_single_device(shape):
     metrics_1, params_1 = _single_device()

@@ -19,6 +19,7 @@ from etam_jax.training import losses, sharding
 from etam_jax.training import prompt_simulation as ps
 from etam_jax.training.optimizer import get_optimizer_config
 from etam_jax.training.train_step import init_state
+from tests import fast_compile
 
 SIZE = 64
 
@@ -71,6 +72,7 @@ def graph_and_params() -> tuple[nnx.GraphDef, nnx.State]:
 @functools.cache
 def initial_state():
     """A step-0 `TrainState` of the reduced model on one device (cached: copy it
-    before a donating train step), with `train_config` (``lr`` 1e-3)."""
+    before a donating train step), with `train_config` (``lr`` 1e-3); its initialiser
+    runs once, so it is compiled unoptimised (tests/fast_compile.py)."""
     mesh = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
-    return init_state(build, train_config(lr=1e-3), mesh)
+    return init_state(build, train_config(lr=1e-3), mesh, compiler_options=fast_compile.OPTIONS)

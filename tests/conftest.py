@@ -1,4 +1,4 @@
-"""Test setup: 8 fake CPU devices, absl flags parsed (grain reads them).
+"""Test setup: 8 fake CPU devices, one compilation cache, absl flags parsed (grain reads them).
 
 Under pytest-xdist each worker gets its share of the cores: XLA's and torch's
 thread pools otherwise each size themselves to every core, and on a 2-core
@@ -23,6 +23,21 @@ if _workers > 1:
         )
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# One persistent compilation cache for the session: the controller makes it before
+# the workers start, and they and the child processes inherit it (unless a test
+# sets its own), so a program compiled twice (the same model functions at the same
+# shapes in several files or processes) compiles once: measured 89 cache hits,
+# ~110 s of compile saved in the two workers. The key covers the HLO, the devices
+# and the XLA flags, so a hit runs the executable a miss would have built.
+if "PYTEST_XDIST_WORKER" not in os.environ and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _cache = tempfile.mkdtemp(prefix="etam-jax-test-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 from absl import flags  # noqa: E402
 

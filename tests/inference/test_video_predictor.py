@@ -22,7 +22,7 @@ from etam_jax.convert.naming import load_torch_arrays
 from etam_jax.inference.demo_video import write_demo_video
 from etam_jax.inference.prompts_io import load_prompts
 from etam_jax.inference.video_predictor import VideoPredictor
-from etam_jax.models.build import build_model
+from etam_jax.models.build import empty_model
 from tests.inference.prompt_matrix import assert_logits_match, by_object_frame
 from tests.official_reference import state_dict_numpy
 
@@ -51,7 +51,7 @@ def write_case(tmp_path, num_frames=NUM_FRAMES):
 
 
 def run_ours(official, name, image_size, frames_dir, prompts, reverse):
-    model = build_model(name, image_size=image_size, apply_postprocessing=True)
+    model = empty_model(name, image_size=image_size, apply_postprocessing=True)  # all loaded below
     load_torch_arrays(model, state_dict_numpy(official))
     predictor = VideoPredictor(model)
     predictor.init_state(frames_dir)

@@ -18,13 +18,12 @@ from pathlib import Path
 from tests import fast_compile as fast_compile_flags
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST_COMPILE = fast_compile_flags.FLAGS
 
 
 def xla_flags(devices: int, fast_compile: bool = True) -> str:
     """``XLA_FLAGS`` for a child: this session's flags, its own device count, fast compile."""
     ours = [f"--xla_force_host_platform_device_count={devices}"]
-    ours += list(FAST_COMPILE) if fast_compile else []
+    ours += list(fast_compile_flags.FLAGS) if fast_compile else []
     names = {f.split("=")[0] for f in ours}
     kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if f.split("=")[0] not in names]
     return " ".join(ours + kept)
